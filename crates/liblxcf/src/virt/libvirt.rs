@@ -1,0 +1,192 @@
+//! [`Runtime`] on libvirt's LXC driver, through the `virt` crate.
+
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain as VDomain;
+use virt::error::ErrorNumber;
+use virt::sys;
+
+use super::{xml, Domain, Runtime, State, VirtError};
+use crate::config::NetConfig;
+
+pub struct Libvirt {
+    conn: Connect,
+    uri: String,
+}
+
+fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
+    move |e| VirtError::Op { op, object: object.to_string(), msg: e.message().to_string() }
+}
+
+fn is(e: &virt::error::Error, n: ErrorNumber) -> bool {
+    e.code() == virt::enumutil::Enum::Known(n)
+}
+
+impl Libvirt {
+    pub fn connect(uri: &str) -> Result<Libvirt, VirtError> {
+        // libvirt prints every error to stderr by default; we report them ourselves.
+        virt::error::clear_error_callback();
+        let conn = Connect::open(Some(uri)).map_err(|e| VirtError::Connect { uri: uri.into(), msg: e.message().to_string() })?;
+        Ok(Libvirt { conn, uri: uri.into() })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<VDomain>, VirtError> {
+        match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if is(&e, ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(op("look up", name)(e)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<VDomain, VirtError> {
+        self.lookup(name)?.ok_or_else(|| VirtError::Op { op: "find", object: name.into(), msg: "no such domain".into() })
+    }
+
+    fn describe(&self, d: &VDomain) -> Result<Domain, VirtError> {
+        let name = d.name().map_err(op("read name of", "domain"))?;
+        let (state, _) = d.state().map_err(op("read state of", &name))?;
+        use virt::domain::DomainState as S;
+        let state = match state {
+            virt::enumutil::Enum::Known(S::Running | S::Blocked) => State::Running,
+            virt::enumutil::Enum::Known(S::Paused | S::PMSuspended) => State::Paused,
+            virt::enumutil::Enum::Known(S::Shutdown) => State::Stopping,
+            virt::enumutil::Enum::Known(S::Shutoff) => State::Stopped,
+            virt::enumutil::Enum::Known(S::Crashed) => State::Crashed,
+            _ => State::Unknown,
+        };
+        let autostart = d.autostart().map_err(op("read autostart of", &name))?;
+        let meta = match d.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(xml::NS), 0) {
+            Ok(x) => xml::parse_meta(&x),
+            Err(e) if is(&e, ErrorNumber::NoDomainMetadata) => None,
+            Err(e) => return Err(op("read metadata of", &name)(e)),
+        };
+        Ok(Domain { name, state, autostart, meta })
+    }
+
+    fn wait_inactive(&self, d: &VDomain, name: &str, timeout: Duration) -> Result<bool, VirtError> {
+        let until = Instant::now() + timeout;
+        loop {
+            if !d.is_active().map_err(op("read state of", name))? {
+                return Ok(true);
+            }
+            if Instant::now() >= until {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Runtime for Libvirt {
+    fn domains(&self) -> Result<Vec<Domain>, VirtError> {
+        let all = self.conn.list_all_domains(0).map_err(op("list", "domains"))?;
+        let mut out = Vec::with_capacity(all.len());
+        for d in &all {
+            match self.describe(d) {
+                Ok(x) => out.push(x),
+                // Undefined between the listing and now: it no longer exists.
+                Err(VirtError::Op { .. }) if matches!(d.is_persistent(), Err(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn domain(&self, name: &str) -> Result<Option<Domain>, VirtError> {
+        match self.lookup(name)? {
+            Some(d) => Ok(Some(self.describe(&d)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn define(&self, xml: &str) -> Result<(), VirtError> {
+        let name = roxmltree::Document::parse(xml)
+            .ok()
+            .and_then(|d| d.descendants().find(|n| n.has_tag_name("name")).and_then(|n| n.text()).map(str::to_string))
+            .unwrap_or_else(|| "domain".into());
+        // virDomainDefineXML replaces a domain of the same name and UUID; with a fresh
+        // UUID it refuses an existing name, which is what we want.
+        self.conn.define_domain_xml(xml).map(drop).map_err(op("define", &name))
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), VirtError> {
+        self.get(name)?.undefine().map_err(op("undefine", name))
+    }
+
+    fn start(&self, name: &str) -> Result<(), VirtError> {
+        self.get(name)?.create().map_err(op("start", name))
+    }
+
+    fn shutdown(&self, name: &str, timeout: Duration) -> Result<(), VirtError> {
+        let d = self.get(name)?;
+        if !d.is_active().map_err(op("read state of", name))? {
+            return Ok(());
+        }
+        // For LXC libvirt tells init through /dev/initctl, which systemd serves.
+        match d.shutdown() {
+            Ok(()) => {}
+            Err(e) if is(&e, ErrorNumber::OperationInvalid) => return Ok(()), // stopped meanwhile
+            Err(e) => return Err(op("shut down", name)(e)),
+        }
+        if self.wait_inactive(&d, name, timeout)? {
+            return Ok(());
+        }
+        tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
+        self.destroy(name)
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), VirtError> {
+        let d = self.get(name)?;
+        match d.destroy() {
+            Ok(()) => Ok(()),
+            Err(e) if is(&e, ErrorNumber::OperationInvalid) => Ok(()), // not running
+            Err(e) => Err(op("stop", name)(e)),
+        }
+    }
+
+    fn set_autostart(&self, name: &str, on: bool) -> Result<(), VirtError> {
+        self.get(name)?.set_autostart(on).map(drop).map_err(op("set autostart of", name))
+    }
+
+    fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError> {
+        let n = match self.conn.lookup_network_by_name(&net.name) {
+            Ok(n) => {
+                let x = n.xml_desc(0).map_err(op("read network", &net.name))?;
+                let want = (net.gateway, net.subnet.prefix_len());
+                match xml::network_addr(&x) {
+                    Some((a, p, _)) if (a, p) == want => {}
+                    found => {
+                        let found = found.map(|(a, p, _)| format!("{a}/{p}")).unwrap_or_else(|| "no IPv4 address".into());
+                        return Err(VirtError::Op {
+                            op: "use network",
+                            object: net.name.clone(),
+                            msg: format!(
+                                "it exists with {found}, but the config wants {}/{}; fix [Network] in the config or remove the network",
+                                net.gateway,
+                                net.subnet.prefix_len()
+                            ),
+                        });
+                    }
+                }
+                n
+            }
+            Err(e) if is(&e, ErrorNumber::NoNetwork) => {
+                self.conn.define_network_xml(&xml::network_xml(net)).map_err(op("define network", &net.name))?
+            }
+            Err(e) => return Err(op("look up network", &net.name)(e)),
+        };
+        if !n.is_active().map_err(op("read state of network", &net.name))? {
+            n.create().map_err(op("start network", &net.name))?;
+        }
+        if !n.autostart().map_err(op("read autostart of network", &net.name))? {
+            n.set_autostart(true).map_err(op("set autostart of network", &net.name))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per subcommand.
+
+pub mod erase;
+pub mod list;
+pub mod start;
+pub mod stop;
+pub mod sysgen;
+pub mod sysstart;
+
+use liblxcf::config::Config;
+use liblxcf::virt::libvirt::Libvirt;
+
+use crate::exit::Failure;
+
+pub fn connect(cfg: &Config) -> Result<Libvirt, Failure> {
+    Libvirt::connect(&cfg.uri).map_err(|e| Failure::from(liblxcf::ops::Error::from(e)))
+}

@@ -1,0 +1,61 @@
+//! Exit codes and the one-line error report.
+
+use liblxcf::config::ConfigError;
+use liblxcf::ops::Error;
+use liblxcf::virt::VirtError;
+
+/// What a script can tell apart by the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Something failed on the way (libvirt, the filesystem).
+    Failure = 1,
+    /// Bad arguments (clap uses 2 as well).
+    Usage = 2,
+    /// No such container.
+    NotFound = 3,
+    /// The name is taken, or another lxcf is working on it.
+    Conflict = 4,
+    /// Not root.
+    Permission = 5,
+    /// libvirtd cannot be reached.
+    Unavailable = 6,
+    /// The configuration file is unreadable or wrong.
+    Config = 7,
+}
+
+pub struct Failure {
+    pub code: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn config(e: ConfigError) -> Failure {
+        Failure { code: Exit::Config, message: e.to_string(), hint: Some("see the config keys in the README".into()) }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let code = match &e {
+            Error::Name(_) => Exit::Usage,
+            Error::NotFound(_) => Exit::NotFound,
+            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } => Exit::Conflict,
+            Error::Virt(VirtError::Connect { .. }) => Exit::Unavailable,
+            _ => Exit::Failure,
+        };
+        // The cause chain, once, on one line.
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            let t = s.to_string();
+            if !message.contains(&t) {
+                message.push_str(": ");
+                message.push_str(&t);
+            }
+            src = s.source();
+        }
+        Failure { code, hint: e.hint(), message }
+    }
+}

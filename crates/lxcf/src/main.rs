@@ -1,0 +1,90 @@
+//! `lxcf`: the command line. Parsing, privilege check and output only; the work is
+//! in `liblxcf`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod exit;
+
+use exit::Exit;
+
+#[derive(Parser)]
+#[command(name = "lxcf", version, about = "Divide one Linux host into long-lived system containers on libvirt-LXC")]
+struct Cli {
+    /// Configuration file (INI).
+    #[arg(long, global = true, env = "LXCF_CONFIG", default_value = liblxcf::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// More messages on stderr (-v: steps, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container from the host and start it.
+    Sysgen(cmd::sysgen::Args),
+    /// Stop a container and remove it: domain, root directory, hosts line.
+    Erase(cmd::erase::Args),
+    /// Start a stopped container.
+    Start(cmd::start::Args),
+    /// Shut a container down (init first, then hard after a timeout).
+    Stop(cmd::stop::Args),
+    /// Start a container when the host boots, or no longer (-d).
+    Sysstart(cmd::sysstart::Args),
+    /// List the containers: name, state, model, IP, autostart.
+    List(cmd::list::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LXCF_LOG").unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+
+    let result = run(cli);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lxcf: error: {}", e.message);
+            if let Some(h) = &e.hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(e.code as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), exit::Failure> {
+    // The talk: "Only root user can execute lxcf commands on host". libvirt's
+    // privileged socket and the files lxcf writes need it anyway; say so up front.
+    if !rustix::process::geteuid().is_root() {
+        return Err(exit::Failure {
+            code: Exit::Permission,
+            message: "lxcf must be run as root".into(),
+            hint: Some("run it with sudo, or as root".into()),
+        });
+    }
+    let cfg = liblxcf::config::Config::load(&cli.config).map_err(exit::Failure::config)?;
+    match cli.command {
+        Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
+        Command::Erase(a) => cmd::erase::run(&cfg, a),
+        Command::Start(a) => cmd::start::run(&cfg, a),
+        Command::Stop(a) => cmd::stop::run(&cfg, a),
+        Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
+        Command::List(a) => cmd::list::run(&cfg, a),
+    }
+}
