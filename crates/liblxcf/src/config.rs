@@ -237,6 +237,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_is_the_defaults() {
+        let c = parse(include_str!("../../../etc/lxcf.conf")).unwrap();
+        assert_eq!(c, Config::defaults(Path::new("/x/lxcf.conf")));
+    }
+
+    #[test]
     fn missing_file_is_defaults() {
         let c = Config::load(Path::new("/nonexistent/lxcf.conf")).unwrap();
         assert_eq!(c.uri, "lxc:///");

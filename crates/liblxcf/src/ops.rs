@@ -222,8 +222,15 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
     drop(lock);
     tracing::info!("{name}: address {ip}, building a {model} root in {}", partial.display());
 
+    let t = std::time::Instant::now();
     let skip = crate::copy::dir_id(&cfg.root).map_err(io("stat", &cfg.root))?;
-    rootfs::build(model, &cfg.source, &partial, &[skip])?;
+    let stats = rootfs::build(model, &cfg.source, &partial, &[skip])?;
+    tracing::info!(
+        "{name}: root built in {:.2} s ({} files, {} MiB)",
+        t.elapsed().as_secs_f64(),
+        stats.files,
+        stats.bytes >> 20
+    );
     let root = Root::open(&partial).map_err(RootfsError::from)?;
     rootfs::apply_identity(&root, &Identity { name, ip, gateway: cfg.network.gateway })?;
     drop(root);
@@ -244,7 +251,9 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
     };
     rt.define(&xml::domain_xml(&spec))?;
     undo.push(format!("undefine {name}"), move || rt.undefine(name).map_err(|e| e.to_string()));
+    let t = std::time::Instant::now();
     rt.start(name)?;
+    tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
     undo.push(format!("stop {name}"), move || rt.destroy(name).map_err(|e| e.to_string()));
     undo.commit();
     Ok(Container { name: name.into(), state: State::Running, autostart: false, meta })

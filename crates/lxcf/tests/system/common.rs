@@ -1,0 +1,251 @@
+//! The test environment: a config, a root, a hosts file and a network of its own.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub const LXCF: &str = env!("CARGO_BIN_EXE_lxcf");
+pub const URI: &str = "lxc:///";
+
+/// What a command printed and how it ended.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(self, what: &str) -> Out {
+        assert_eq!(self.code, 0, "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Out {
+    Out::from(cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")))
+}
+
+pub fn virsh(args: &[&str]) -> Out {
+    run(Command::new("virsh").arg("-q").arg("-c").arg(URI).args(args))
+}
+
+/// True where the container tests can run. Under `CI=true` a host that cannot run
+/// them is a failure, not a skip.
+pub fn host_ready() -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        "not root"
+    } else if !Command::new("virsh").args(["-q", "-c", URI, "version"]).output().map(|o| o.status.success()).unwrap_or(false) {
+        "libvirtd (LXC driver) not reachable"
+    } else {
+        return true;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}: CI must run the container tests (scripts/setup-host prepares the host)");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+pub struct Opts {
+    pub model: &'static str,
+    /// Prefix length of the test subnet.
+    pub prefix_len: u8,
+    pub forward: &'static str,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts { model: "joint", prefix_len: 24, forward: "none" }
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub root: PathBuf,
+    pub hosts: PathBuf,
+    pub net: String,
+    pub gateway: String,
+    /// Every container of this environment starts with it.
+    pub prefix: String,
+    _slot: File,
+}
+
+/// A slot (0..=249) held for the life of the environment: its number makes the
+/// subnet, network, bridge and name prefix unique among tests running at once,
+/// in this process or another. flock: released by the kernel if the test dies.
+fn take_slot() -> (u32, File) {
+    std::fs::create_dir_all("/run/lxcf-tests").unwrap();
+    for i in 0..250 {
+        let f = File::create(format!("/run/lxcf-tests/slot-{i}.lock")).unwrap();
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return (i, f);
+        }
+    }
+    panic!("no free test slot");
+}
+
+impl Env {
+    pub fn new() -> Option<Env> {
+        Env::with(Opts::default())
+    }
+
+    pub fn with(o: Opts) -> Option<Env> {
+        if !host_ready() {
+            return None;
+        }
+        let (slot, lock) = take_slot();
+        let dir = tempfile::Builder::new().prefix("lxcf-test-").tempdir().unwrap();
+        let root = dir.path().join("lxc");
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1\tlocalhost\n# a line lxcf must keep\n").unwrap();
+        let net = format!("lxcft{slot}");
+        let bridge = format!("lxcftb{slot}");
+        let subnet = format!("10.213.{slot}.0/{}", o.prefix_len);
+        let gateway = format!("10.213.{slot}.1");
+        let config = dir.path().join("lxcf.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[Model]\nmodel={}\n[Paths]\nroot={}\nhosts={}\n[Network]\nname={net}\nbridge={bridge}\nsubnet={subnet}\nforward={}\n",
+                o.model,
+                root.display(),
+                hosts.display(),
+                o.forward
+            ),
+        )
+        .unwrap();
+        let env = Env { dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock };
+        // What a killed earlier run may have left in this slot.
+        env.cleanup();
+        Some(env)
+    }
+
+    pub fn name(&self, s: &str) -> String {
+        format!("{}{s}", self.prefix)
+    }
+
+    pub fn lxcf(&self, args: &[&str]) -> Out {
+        run(Command::new(LXCF).env("LXCF_CONFIG", &self.config).args(args))
+    }
+
+    /// `lxc-enter-namespace`: a command inside the running container, by a client we did not write.
+    pub fn exec(&self, name: &str, cmd: &[&str]) -> Out {
+        let mut args = vec!["lxc-enter-namespace", name, "--noseclabel", "--"];
+        args.extend_from_slice(cmd);
+        virsh(&args)
+    }
+
+    /// Waits for systemd in the container to finish booting; its verdict (or, on
+    /// timeout, the last answer and error seen). Right after start the namespaces or
+    /// systemd's bus may not be there yet, so this asks again rather than `--wait`.
+    pub fn booted(&self, name: &str) -> String {
+        let until = std::time::Instant::now() + Duration::from_secs(120);
+        let mut last = String::new();
+        while std::time::Instant::now() < until {
+            let o = self.exec(name, &["/bin/systemctl", "is-system-running"]);
+            let state = o.stdout.trim().to_string();
+            match state.as_str() {
+                "running" | "degraded" | "maintenance" | "stopping" | "offline" => return state,
+                _ => last = format!("{state} {}", o.stderr.trim()),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        format!("(timed out: {last})")
+    }
+
+    /// Asserts that systemd reached `running`, with the failed units in the message if not.
+    pub fn assert_running(&self, name: &str) {
+        let state = self.booted(name);
+        if state != "running" {
+            let failed = self.exec(name, &["/bin/systemctl", "--failed", "--no-pager", "--plain"]).stdout;
+            panic!("{name}: systemd is `{state}`, not running; failed units:\n{failed}");
+        }
+    }
+
+    /// The domains of this environment, as virsh lists them.
+    pub fn domains(&self) -> Vec<String> {
+        virsh(&["list", "--all", "--name"])
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(&self.prefix))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Everything a command of this environment can change.
+    pub fn snapshot(&self) -> (Vec<PathBuf>, String, Vec<String>) {
+        let mut files = Vec::new();
+        if self.root.exists() {
+            for e in walk(&self.root, 2) {
+                if !e.to_string_lossy().contains("/.lxcf") {
+                    files.push(e);
+                }
+            }
+        }
+        files.sort();
+        (files, std::fs::read_to_string(&self.hosts).unwrap(), self.domains())
+    }
+
+    pub fn hosts_text(&self) -> String {
+        std::fs::read_to_string(&self.hosts).unwrap()
+    }
+
+    fn cleanup(&self) {
+        for d in self.domains() {
+            virsh(&["destroy", &d]);
+            virsh(&["undefine", &d]);
+        }
+        virsh(&["net-destroy", &self.net]);
+        virsh(&["net-undefine", &self.net]);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.cleanup();
+        // The temporary directory (roots, hosts, config) goes with self.dir.
+    }
+}
+
+/// Paths under `dir`, `depth` levels deep.
+pub fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.clone());
+            if depth > 1 && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(walk(&p, depth - 1));
+            }
+        }
+    }
+    out
+}
+
+pub fn ping(ip: &str) -> bool {
+    // Loopback-side only: the address is on a bridge this test made.
+    for _ in 0..20 {
+        if run(Command::new("ping").args(["-c", "1", "-W", "1", ip])).code == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+/// The `lxcf list --json` entries.
+pub fn list_json(env: &Env) -> Vec<serde_json::Value> {
+    let o = env.lxcf(&["list", "--json"]).ok("lxcf list --json");
+    serde_json::from_str::<Vec<serde_json::Value>>(&o.stdout).expect("list --json is a JSON array")
+}
