@@ -29,6 +29,9 @@ subnet=10.214.0.0/24
 forward=none
 CONF
 export LXCF_CONFIG="$work/lxcf.conf"
+# Start from settled caches: see bench/src/rootfs.rs on ext4 and recent deletions.
+sync
+echo 3 >/proc/sys/vm/drop_caches
 
 now() { date +%s.%N; }
 for model in joint separate; do
@@ -47,4 +50,8 @@ for model in joint separate; do
         printf '%s rep %s: sysgen %.2f s, to systemd %s %.2f s\n' "$model" "$i" \
             "$(echo "$t1 - $t0" | bc)" "$state" "$(echo "$t2 - $t0" | bc)"
     done
+    # Each model from a clean state: erase now, settle, drop caches.
+    for i in $(seq 1 "$reps"); do "$lxcf" erase "lxcfb-$model-$i" 2>/dev/null; done
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
 done

@@ -7,9 +7,11 @@
 //! WORKDIR (default /opt: on the host's filesystem, outside the copied trees).
 //! Caches are warmed by one untimed round first. Prints each time and the medians.
 //!
-//! Copies are removed only at the end: on ext4 without a journal (this machine
-//! kind) creating inodes right after deleting many is several times slower
-//! (ext4's `recently_deleted` scan), which would measure the deletions instead.
+//! On ext4 without a journal (this machine kind) creating inodes after many were
+//! deleted is several times slower while the deleted inodes' table blocks sit in
+//! the buffer cache (ext4's `recently_deleted` check, seen with perf). So the run
+//! starts with `sync` and dropping the caches, then warms the source up, and
+//! removes its copies only at the end; otherwise it would measure earlier deletions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +49,8 @@ fn main() {
     let reps: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(5);
     let work = PathBuf::from(args.get(3).cloned().unwrap_or("/opt".into())).join(format!("lxcf-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
+    Command::new("sync").status().unwrap();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (run as root)");
     // Warm-up round, not timed: both read the same files.
     lxcf_build(model, &work.join("warm-lxcf"));
     cp_a(model, &work.join("warm-cp"));
