@@ -27,7 +27,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn lxcf_build(model: Model, dest: &Path) -> f64 {
     std::fs::create_dir(dest).unwrap();
     let t = Instant::now();
-    liblxcf::rootfs::build(model, Path::new("/"), dest, &[]).expect("build");
+    liblxcf::rootfs::build(model, Path::new("/"), dest, &[], &Default::default()).expect("build");
     t.elapsed().as_secs_f64()
 }
 

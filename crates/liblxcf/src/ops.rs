@@ -224,7 +224,7 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
 
     let t = std::time::Instant::now();
     let skip = crate::copy::dir_id(&cfg.root).map_err(io("stat", &cfg.root))?;
-    let stats = rootfs::build(model, &cfg.source, &partial, &[skip])?;
+    let stats = rootfs::build(model, &cfg.source, &partial, &[skip], &Default::default())?;
     tracing::info!(
         "{name}: root built in {:.2} s ({} files, {} MiB)",
         t.elapsed().as_secs_f64(),

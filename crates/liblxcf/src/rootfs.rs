@@ -28,7 +28,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ro
 
 /// Fills the existing, empty directory `dest` from `source` following the layout table.
 /// `skip_dirs` are directories never copied (lxcf's own container root).
-pub fn build(model: Model, source: &Path, dest: &Path, skip_dirs: &[(u64, u64)]) -> Result<Stats> {
+pub fn build(model: Model, source: &Path, dest: &Path, skip_dirs: &[(u64, u64)], ctl: &copy::Control) -> Result<Stats> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let mut copies: Vec<&str> = Vec::new();
     for entry in ENTRIES {
@@ -64,36 +64,22 @@ pub fn build(model: Model, source: &Path, dest: &Path, skip_dirs: &[(u64, u64)])
             }
         }
     }
-    // The big trees are copied side by side: the work is mostly in the kernel and
-    // /usr (separate) dwarfs the rest, so etc and var come for free next to it.
-    let results: Vec<std::result::Result<Stats, CopyError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = copies
-            .iter()
-            .map(|top| {
-                let opts = copy::Options {
-                    prune: EXCLUDED
-                        .iter()
-                        .filter_map(|x| x.path.strip_prefix(top).and_then(|r| r.strip_prefix('/')).map(|r| (r.into(), x.prune)))
-                        .collect(),
-                    skip_dirs: skip_dirs.to_vec(),
-                };
-                let (src, dst) = (source.join(top), dest.join(top));
-                s.spawn(move || copy::copy_tree(&src, &dst, &opts))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("copy thread panicked")).collect()
-    });
-    let mut total = Stats::default();
-    for r in results {
-        let s = r?;
-        total.files += s.files;
-        total.dirs += s.dirs;
-        total.symlinks += s.symlinks;
-        total.special += s.special;
-        total.hardlinks += s.hardlinks;
-        total.bytes += s.bytes;
-        total.other_mounts += s.other_mounts;
-    }
+    // All trees with one set of workers: /usr (separate) dwarfs the rest, and the
+    // workers share its directories.
+    let jobs: Vec<copy::Job> = copies
+        .iter()
+        .map(|top| {
+            let opts = copy::Options {
+                prune: EXCLUDED
+                    .iter()
+                    .filter_map(|x| x.path.strip_prefix(top).and_then(|r| r.strip_prefix('/')).map(|r| (r.into(), x.prune)))
+                    .collect(),
+                skip_dirs: skip_dirs.to_vec(),
+            };
+            copy::Job::new(source.join(top), dest.join(top), opts)
+        })
+        .collect();
+    let total = copy::copy_trees(&jobs, ctl)?;
     Ok(total)
 }
 
@@ -262,7 +248,7 @@ mod tests {
         host(&src);
         let dest = tmp.path().join("c1");
         fs::create_dir(&dest).unwrap();
-        build(model, &src, &dest, &[]).unwrap();
+        build(model, &src, &dest, &[], &Default::default()).unwrap();
         (tmp, dest)
     }
 
@@ -328,7 +314,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("c");
         fs::create_dir(&dest).unwrap();
-        let e = build(Model::Joint, tmp.path(), &dest, &[]).unwrap_err().to_string();
+        let e = build(Model::Joint, tmp.path(), &dest, &[], &Default::default()).unwrap_err().to_string();
         assert!(e.contains("has no /etc"), "{e}");
     }
 }
