@@ -1,22 +1,33 @@
-//! Root building alone, against `cp -a` of the same directories, in one run.
+//! Root building alone, against a plain copy of the same directories, in one run.
 //!
-//!     rootfs-bench [joint|separate] [REPS] [WORKDIR]
+//!     rootfs-bench [--model joint|separate] [--reps N] [--fs host|ext4|btrfs|xfs]
+//!                  [--work DIR] [--workers N]
 //!
-//! Builds a container root from `/` with liblxcf's builder REPS times, and copies
-//! the same top-level directories with `cp -a` REPS times, alternating, into
-//! WORKDIR (default /opt: on the host's filesystem, outside the copied trees).
-//! Caches are warmed by one untimed round first. Prints each time and the medians.
+//! Builds a container root with liblxcf's builder REPS times and copies the same
+//! top-level directories with `cp -a` REPS times, alternating; prints each time
+//! and the medians. An untimed round of each comes first, so that both read a
+//! warm page cache.
 //!
-//! On ext4 without a journal (this machine kind) creating inodes after many were
-//! deleted is several times slower while the deleted inodes' table blocks sit in
-//! the buffer cache (ext4's `recently_deleted` check, seen with perf). So the run
-//! starts with `sync` and dropping the caches, then warms the source up, and
-//! removes its copies only at the end; otherwise it would measure earlier deletions.
+//! `--fs` says where the copies go:
+//! - `host` (default): into WORK (default /opt) on the host's filesystem, from `/`.
+//!   On ext4 without a journal (this machine kind) creating inodes soon after many
+//!   were deleted is several times slower (ext4's `recently_deleted` check), so the
+//!   copies are kept until the end (2 x (REPS + 1) trees: mind the disk).
+//! - `ext4`: from `/` into a fresh ext4 image for every copy (loop-mounted under
+//!   WORK, default /opt: outside the copied trees), so that no copy follows another's deletions.
+//! - `btrfs`, `xfs`: one image of that filesystem holds a host-like source tree
+//!   (copied in from `/` first, not timed) and the copies; the baseline is
+//!   `cp -a --reflink=never`, a plain copy; lxcf shares the data by reflinks and,
+//!   on btrfs, builds into a subvolume as `lxcf sysgen` does.
+//!
+//! Images are sparse files; they are unmounted, detached and removed at the end,
+//! also when the run fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use liblxcf::copy::Control;
 use liblxcf::layout::{Action, Model, ENTRIES};
 
 fn median(v: &mut [f64]) -> f64 {
@@ -24,45 +35,204 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn lxcf_build(model: Model, dest: &Path) -> f64 {
-    std::fs::create_dir(dest).unwrap();
-    let t = Instant::now();
-    liblxcf::rootfs::build(model, Path::new("/"), dest, &[], &Default::default()).expect("build");
-    t.elapsed().as_secs_f64()
+fn sh(cmd: &mut Command) {
+    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(st.success(), "{cmd:?} failed");
 }
 
-/// `cp -a` of the directories the model copies, one cp for all, as a shell user would.
-fn cp_a(model: Model, dest: &Path) -> f64 {
-    std::fs::create_dir(dest).unwrap();
-    let dirs: Vec<PathBuf> =
-        ENTRIES.iter().filter(|e| e.action(model) == Action::Copy).map(|e| Path::new("/").join(e.path)).collect();
-    let t = Instant::now();
-    let st = Command::new("cp").arg("-a").args(&dirs).arg(dest).status().unwrap();
-    let el = t.elapsed().as_secs_f64();
-    assert!(st.success(), "cp -a failed");
-    el
+/// A loop-mounted filesystem image; gone when dropped.
+struct Image {
+    file: PathBuf,
+    mnt: PathBuf,
+}
+
+impl Image {
+    fn new(fs: &str, file: PathBuf, mnt: PathBuf, size: &str) -> Image {
+        sh(Command::new("truncate").arg("-s").arg(size).arg(&file));
+        let img = Image { file, mnt };
+        let mkfs = format!("mkfs.{fs}");
+        let mut c = Command::new(&mkfs);
+        match fs {
+            "ext4" => c.args(["-q", "-F"]),
+            "xfs" => c.args(["-q", "-f", "-m", "reflink=1"]),
+            _ => c.args(["-q", "-f"]),
+        };
+        sh(c.arg(&img.file));
+        std::fs::create_dir_all(&img.mnt).unwrap();
+        sh(Command::new("mount").arg("-o").arg("loop").arg(&img.file).arg(&img.mnt));
+        img
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        // `mount -o loop` sets autoclear; detach by hand what is left anyway.
+        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.file).output() {
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some(dev) = l.split(':').next() {
+                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.mnt);
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The top-level directories a model copies.
+fn copied(model: Model) -> Vec<&'static str> {
+    ENTRIES.iter().filter(|e| e.action(model) == Action::Copy).map(|e| e.path).collect()
+}
+
+struct Bench {
+    model: Model,
+    source: PathBuf,
+    ctl: Control<'static>,
+    /// `cp` option for the baseline.
+    cp_extra: Option<&'static str>,
+}
+
+impl Bench {
+    fn lxcf(&self, dest: &Path) -> f64 {
+        let t = Instant::now();
+        liblxcf::storage::create_root(dest).expect("create root");
+        liblxcf::rootfs::build(self.model, &self.source, dest, &[], &self.ctl).expect("build");
+        t.elapsed().as_secs_f64()
+    }
+
+    /// `cp -a` of the directories the model copies, one cp for all, as a shell user would.
+    fn cp(&self, dest: &Path) -> f64 {
+        std::fs::create_dir(dest).unwrap();
+        let dirs: Vec<PathBuf> = copied(self.model).iter().map(|p| self.source.join(p)).collect();
+        let t = Instant::now();
+        let mut c = Command::new("cp");
+        c.arg("-a");
+        if let Some(x) = self.cp_extra {
+            c.arg(x);
+        }
+        sh(c.args(&dirs).arg(dest));
+        t.elapsed().as_secs_f64()
+    }
+}
+
+fn remove(p: &Path) {
+    liblxcf::storage::remove_root(p).expect("remove copy");
+}
+
+fn drop_caches() {
+    sh(&mut Command::new("sync"));
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (run as root)");
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let model: Model = args.get(1).map(|s| s.parse().expect("joint or separate")).unwrap_or(Model::Joint);
-    let reps: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(5);
-    let work = PathBuf::from(args.get(3).cloned().unwrap_or("/opt".into())).join(format!("lxcf-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    Command::new("sync").status().unwrap();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (run as root)");
-    // Warm-up round, not timed: both read the same files.
-    lxcf_build(model, &work.join("warm-lxcf"));
-    cp_a(model, &work.join("warm-cp"));
-    let (mut tl, mut tc) = (Vec::new(), Vec::new());
-    for i in 0..reps {
-        let l = lxcf_build(model, &work.join(format!("lxcf{i}")));
-        let c = cp_a(model, &work.join(format!("cp{i}")));
-        println!("rep {i}: lxcf build {l:.3} s, cp -a {c:.3} s");
-        tl.push(l);
-        tc.push(c);
+    let mut model = Model::Separate;
+    let mut reps = 3usize;
+    let mut fs = "host".to_string();
+    let mut work: Option<PathBuf> = None;
+    let mut workers = liblxcf::copy::default_workers();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut v = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--model" => model = v().parse().expect("joint or separate"),
+            "--reps" => reps = v().parse().unwrap(),
+            "--fs" => fs = v(),
+            "--work" => work = Some(v().into()),
+            "--workers" => workers = v().parse().unwrap(),
+            // For profiling: one untimed-cache lxcf build into WORK, kept.
+            "--once" => {
+                let dest = PathBuf::from(v());
+                let b = Bench { model, source: "/".into(), ctl: Control { workers, progress: None }, cp_extra: None };
+                println!("lxcf build {:.3} s", b.lxcf(&dest));
+                return;
+            }
+            _ => panic!("unknown argument {a}; see the header of bench/src/rootfs.rs"),
+        }
     }
-    std::fs::remove_dir_all(&work).unwrap();
+    let ctl = Control { workers, progress: None };
+    let pid = std::process::id();
+    drop_caches();
+    let (mut tl, mut tc) = (Vec::new(), Vec::new());
+    match fs.as_str() {
+        "host" => {
+            let work = work.unwrap_or("/opt".into()).join(format!("lxcf-bench-{pid}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let b = Bench { model, source: "/".into(), ctl, cp_extra: None };
+            b.lxcf(&work.join("warm-lxcf"));
+            b.cp(&work.join("warm-cp"));
+            for i in 0..reps {
+                tl.push(b.lxcf(&work.join(format!("lxcf{i}"))));
+                tc.push(b.cp(&work.join(format!("cp{i}"))));
+                println!("rep {i}: lxcf build {:.3} s, cp -a {:.3} s", tl[i], tc[i]);
+            }
+            std::fs::remove_dir_all(&work).unwrap();
+        }
+        "ext4" => {
+            let work = work.unwrap_or("/opt".into()).join(format!("lxcf-bench-{pid}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let b = Bench { model, source: "/".into(), ctl, cp_extra: None };
+            let fresh = || Image::new("ext4", work.join("ext4.img"), work.join("mnt"), "16G");
+            for i in 0..=reps {
+                let img = fresh();
+                let l = b.lxcf(&img.mnt.join("lxcf"));
+                drop(img);
+                let img = fresh();
+                let c = b.cp(&img.mnt.join("cp"));
+                drop(img);
+                if i == 0 {
+                    println!("warm-up: lxcf build {l:.3} s, cp -a {c:.3} s");
+                    continue;
+                }
+                println!("rep {}: lxcf build {l:.3} s, cp -a {c:.3} s", i - 1);
+                tl.push(l);
+                tc.push(c);
+            }
+            std::fs::remove_dir_all(&work).unwrap();
+        }
+        "btrfs" | "xfs" => {
+            let work = work.unwrap_or("/opt".into()).join(format!("lxcf-bench-{pid}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let img = Image::new(&fs, work.join(format!("{fs}.img")), work.join("mnt"), "24G");
+            // A host-like tree on the image: what the model copies, plus the mirrored links.
+            let src = img.mnt.join("host");
+            std::fs::create_dir(&src).unwrap();
+            let t = Instant::now();
+            let mut tops: Vec<PathBuf> = copied(Model::Separate).iter().map(|p| Path::new("/").join(p)).collect();
+            for m in ENTRIES.iter().filter(|e| e.separate == Action::Mirror) {
+                if Path::new("/").join(m.path).symlink_metadata().is_ok() {
+                    tops.push(Path::new("/").join(m.path));
+                }
+            }
+            sh(Command::new("cp").arg("-a").args(&tops).arg(&src));
+            std::fs::create_dir(src.join("root")).unwrap();
+            println!("source tree copied onto {fs} in {:.1} s", t.elapsed().as_secs_f64());
+            drop_caches();
+            let b = Bench { model, source: src, ctl, cp_extra: Some("--reflink=never") };
+            for i in 0..=reps {
+                let (l, c) = (img.mnt.join("lxcf"), img.mnt.join("plain"));
+                let tl_i = b.lxcf(&l);
+                remove(&l);
+                let tc_i = b.cp(&c);
+                remove(&c);
+                sh(&mut Command::new("sync"));
+                if i == 0 {
+                    println!("warm-up: lxcf build {tl_i:.3} s, plain copy {tc_i:.3} s");
+                    continue;
+                }
+                println!("rep {}: lxcf build {tl_i:.3} s, plain copy {tc_i:.3} s", i - 1);
+                tl.push(tl_i);
+                tc.push(tc_i);
+            }
+            drop(img);
+            std::fs::remove_dir_all(&work).unwrap();
+        }
+        other => panic!("--fs {other}: host, ext4, btrfs or xfs"),
+    }
     let (ml, mc) = (median(&mut tl), median(&mut tc));
-    println!("{model}: median of {reps}: lxcf root build {ml:.3} s, cp -a {mc:.3} s, ratio {:.2}", ml / mc);
+    let base = if fs == "btrfs" || fs == "xfs" { "plain copy (cp -a --reflink=never)" } else { "cp -a" };
+    println!(
+        "{model} on {fs}, {workers} workers: median of {reps}: lxcf root build {ml:.3} s, {base} {mc:.3} s, ratio {:.3}",
+        ml / mc
+    );
 }

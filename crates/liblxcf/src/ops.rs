@@ -1,4 +1,5 @@
-//! The commands, as steps with undo: sysgen, erase, start, stop, sysstart, list.
+//! The commands, as steps with undo: sysgen, erase, start, stop, sysstart, list,
+//! clone ([`clone`]: it shares the reservation, identity and start steps).
 //!
 //! A failing step runs the undo of every earlier step ([`Undo`]), also when the
 //! failure is a panic, so a failed command leaves no directory, domain or hosts
@@ -6,7 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -16,6 +20,7 @@ use crate::name::{self, NameError};
 use crate::net::{self, Hosts, NetError};
 use crate::rootfs::{self, Identity, RootfsError};
 use crate::scoped::Root;
+use crate::storage::{self, Backend, StorageError};
 use crate::virt::{xml, Domain, Meta, Runtime, State, VirtError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -49,6 +54,10 @@ pub enum Error {
     Net(#[from] NetError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("container `{0}` is running; only a stopped container can be cloned")]
+    Running(String),
 }
 
 impl Error {
@@ -60,6 +69,7 @@ impl Error {
             Error::NotFound(_) => "`lxcf list` shows the containers".into(),
             Error::Busy(_) => "wait for the other lxcf command to finish".into(),
             Error::RootMissing { name, .. } => format!("`lxcf erase {name}` removes what is left of it"),
+            Error::Running(name) => format!("stop it first: `lxcf stop {name}`"),
             Error::Virt(VirtError::Connect { .. }) => {
                 "is libvirtd running? `scripts/setup-host` starts it (or `systemctl start libvirtd`)".into()
             }
@@ -111,6 +121,8 @@ pub struct Container {
     pub name: String,
     pub state: State,
     pub autostart: bool,
+    /// How its root is stored; `None` if the root is missing.
+    pub storage: Option<Backend>,
     pub meta: Meta,
 }
 
@@ -184,61 +196,109 @@ fn host_cpus() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
 
-/// Creates a container and starts it: `lxcf sysgen`.
-pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) -> Result<Container> {
-    name::validate(name)?;
-    let model = model.unwrap_or(cfg.model);
-    ensure_root(cfg)?;
-    let hosts = Hosts::new(&cfg.hosts);
-    let dir = container_dir(cfg, name);
-    let partial = partial_dir(cfg, name);
-    let mut undo = Undo::default();
+/// A name reserved for a new container: its address and hosts line are taken
+/// (their undo registered), and the name's lock is held until the command ends, so
+/// that `erase` cannot remove the root while it is being made.
+pub(crate) struct Reserved {
+    pub ip: Ipv4Addr,
+    /// Where the root is made, then renamed to `dir` when complete.
+    pub partial: PathBuf,
+    pub dir: PathBuf,
+    _name_lock: Lock,
+}
 
-    // Reserve name, address, directory and hosts line under the host-wide lock;
-    // build the root (the slow part) without it. The name lock is held to the end,
-    // so that `erase` cannot remove the directory while it is being built.
-    let lock = global_lock(cfg)?;
-    let _name_lock = name_lock(cfg, name)?;
-    if let Some(by) = taken_by(cfg, rt, &hosts, name)? {
+/// Reserves `name` for a new container under the host-wide lock: checks it is
+/// free, allocates the lowest free address, makes sure the network exists and adds
+/// the hosts line. The lock is released on return: making the root is the slow part.
+pub(crate) fn reserve<'a>(
+    cfg: &'a Config,
+    rt: &'a dyn Runtime,
+    hosts: &'a Hosts,
+    name: &'a str,
+    undo: &mut Undo<'a>,
+) -> Result<Reserved> {
+    name::validate(name)?;
+    ensure_root(cfg)?;
+    let _lock = global_lock(cfg)?;
+    let name_lock = name_lock(cfg, name)?;
+    if let Some(by) = taken_by(cfg, rt, hosts, name)? {
         return Err(Error::Taken { name: name.into(), by });
     }
-    let ip = net::allocate(cfg.network.subnet, cfg.network.gateway, &used_ips(cfg, &rt.domains()?, &hosts)?)?;
+    let ip = net::allocate(cfg.network.subnet, cfg.network.gateway, &used_ips(cfg, &rt.domains()?, hosts)?)?;
     rt.ensure_network(&cfg.network)?;
-    std::fs::create_dir(&partial).map_err(io("create", &partial))?;
-    let renamed = std::rc::Rc::new(std::cell::Cell::new(false));
-    {
-        let (renamed, partial, dir) = (renamed.clone(), partial.clone(), dir.clone());
-        undo.push(format!("remove {}", partial.display()), move || {
-            let p = if renamed.get() { &dir } else { &partial };
-            std::fs::remove_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))
-        });
-    }
     hosts.add(ip, name)?;
-    let h = &hosts;
     undo.push(format!("remove {name} from {}", cfg.hosts.display()), move || {
         let _lock = global_lock(cfg).map_err(|e| e.to_string())?;
-        h.remove(name).map(drop).map_err(|e| e.to_string())
+        hosts.remove(name).map(drop).map_err(|e| e.to_string())
     });
-    drop(lock);
-    tracing::info!("{name}: address {ip}, building a {model} root in {}", partial.display());
+    Ok(Reserved { ip, partial: partial_dir(cfg, name), dir: container_dir(cfg, name), _name_lock: name_lock })
+}
+
+/// Registers the removal of a new root: `partial` until [`install`] renames it.
+pub(crate) fn undo_root<'a>(r: &Reserved, undo: &mut Undo<'a>) -> Rc<Cell<bool>> {
+    let renamed = Rc::new(Cell::new(false));
+    let (flag, partial, dir) = (renamed.clone(), r.partial.clone(), r.dir.clone());
+    undo.push(format!("remove {}", partial.display()), move || {
+        let p = if flag.get() { &dir } else { &partial };
+        storage::remove_root(p).map_err(|e| e.to_string())
+    });
+    renamed
+}
+
+/// The last steps of a new container, whose root is complete in `r.partial`: its
+/// identity, the rename to its final place, the domain (`xml`), the start. On
+/// success every step is kept.
+pub(crate) fn install<'a>(
+    cfg: &Config,
+    rt: &'a dyn Runtime,
+    name: &'a str,
+    r: &Reserved,
+    renamed: &Cell<bool>,
+    xml: &str,
+    mut undo: Undo<'a>,
+) -> Result<()> {
+    let root = Root::open(&r.partial).map_err(RootfsError::from)?;
+    rootfs::apply_identity(&root, &Identity { name, ip: r.ip, gateway: cfg.network.gateway })?;
+    drop(root);
+    rustix::fs::renameat_with(rustix::fs::CWD, &r.partial, rustix::fs::CWD, &r.dir, rustix::fs::RenameFlags::NOREPLACE)
+        .map_err(|e| io("rename", &r.partial)(e.into()))?;
+    renamed.set(true);
+    rt.define(xml)?;
+    undo.push(format!("undefine {name}"), move || rt.undefine(name).map_err(|e| e.to_string()));
+    let t = std::time::Instant::now();
+    rt.start(name)?;
+    tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
+    undo.push(format!("stop {name}"), move || rt.destroy(name).map_err(|e| e.to_string()));
+    undo.commit();
+    Ok(())
+}
+
+/// Creates a container and starts it: `lxcf sysgen`.
+pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) -> Result<Container> {
+    let model = model.unwrap_or(cfg.model);
+    let hosts = Hosts::new(&cfg.hosts);
+    let mut undo = Undo::default();
+    let r = reserve(cfg, rt, &hosts, name, &mut undo)?;
+    let backend = storage::create_root(&r.partial)?;
+    let renamed = undo_root(&r, &mut undo);
+    tracing::info!("{name}: address {}, building a {model} root in {} ({backend})", r.ip, r.partial.display());
 
     let t = std::time::Instant::now();
     let skip = crate::copy::dir_id(&cfg.root).map_err(io("stat", &cfg.root))?;
-    let stats = rootfs::build(model, &cfg.source, &partial, &[skip], &Default::default())?;
+    let progress = Arc::new(crate::copy::Progress::default());
+    let bar = crate::progress::Bar::show(&format!("{name}: building its root"), progress.clone());
+    let ctl = crate::copy::Control { progress: Some(&progress), ..Default::default() };
+    let stats = rootfs::build(model, &cfg.source, &r.partial, &[skip], &ctl)?;
+    drop(bar);
     tracing::info!(
-        "{name}: root built in {:.2} s ({} files, {} MiB)",
+        "{name}: root built in {:.2} s ({} files, {} MiB, {} by reflink)",
         t.elapsed().as_secs_f64(),
         stats.files,
-        stats.bytes >> 20
+        stats.bytes >> 20,
+        stats.reflinked
     );
-    let root = Root::open(&partial).map_err(RootfsError::from)?;
-    rootfs::apply_identity(&root, &Identity { name, ip, gateway: cfg.network.gateway })?;
-    drop(root);
-    rustix::fs::renameat_with(rustix::fs::CWD, &partial, rustix::fs::CWD, &dir, rustix::fs::RenameFlags::NOREPLACE)
-        .map_err(|e| io("rename", &partial)(e.into()))?;
-    renamed.set(true);
 
-    let meta = Meta { model, ip, root: dir.clone(), network: cfg.network.name.clone(), version: VERSION.into() };
+    let meta = Meta { model, ip: r.ip, root: r.dir.clone(), network: cfg.network.name.clone(), version: VERSION.into() };
     let spec = xml::DomainSpec {
         name,
         uuid: uuid::Uuid::new_v4(),
@@ -249,14 +309,8 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
         memory_kib: host_memory_kib(),
         vcpus: host_cpus(),
     };
-    rt.define(&xml::domain_xml(&spec))?;
-    undo.push(format!("undefine {name}"), move || rt.undefine(name).map_err(|e| e.to_string()));
-    let t = std::time::Instant::now();
-    rt.start(name)?;
-    tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
-    undo.push(format!("stop {name}"), move || rt.destroy(name).map_err(|e| e.to_string()));
-    undo.commit();
-    Ok(Container { name: name.into(), state: State::Running, autostart: false, meta })
+    install(cfg, rt, name, &r, &renamed, &xml::domain_xml(&spec), undo)?;
+    Ok(Container { name: name.into(), state: State::Running, autostart: false, storage: Some(backend), meta })
 }
 
 /// The domain of an lxcf container of this configuration.
@@ -309,7 +363,7 @@ pub fn erase(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<Erased> {
     for dir in [container_dir(cfg, name), partial_dir(cfg, name)] {
         match std::fs::symlink_metadata(&dir) {
             Ok(_) => {
-                std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+                storage::remove_root(&dir)?;
                 done.dir = true;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -360,15 +414,19 @@ pub fn list(cfg: &Config, rt: &dyn Runtime) -> Result<Vec<Container>> {
         .into_iter()
         .filter_map(|d| {
             let meta = d.meta?;
-            (meta.root.parent() == Some(cfg.root.as_path())).then_some(Container {
+            (meta.root.parent() == Some(cfg.root.as_path())).then(|| Container {
                 name: d.name,
                 state: d.state,
                 autostart: d.autostart,
+                storage: storage::backend_of(&meta.root),
                 meta,
             })
         })
         .collect())
 }
+
+mod clone;
+pub use clone::clone;
 
 #[cfg(test)]
 mod tests;

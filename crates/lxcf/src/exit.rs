@@ -41,7 +41,9 @@ impl From<Error> for Failure {
         let code = match &e {
             Error::Name(_) => Exit::Usage,
             Error::NotFound(_) => Exit::NotFound,
-            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } => Exit::Conflict,
+            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } | Error::Running(_) => {
+                Exit::Conflict
+            }
             Error::Virt(VirtError::Connect { .. }) => Exit::Unavailable,
             _ => Exit::Failure,
         };

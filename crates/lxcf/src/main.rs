@@ -36,8 +36,10 @@ enum Command {
     Stop(cmd::stop::Args),
     /// Start a container when the host boots, or no longer (-d).
     Sysstart(cmd::sysstart::Args),
-    /// List the containers: name, state, model, IP, autostart.
+    /// List the containers: name, state, model, IP, autostart, storage.
     List(cmd::list::Args),
+    /// Make a new container from a stopped one and start it.
+    Clone(cmd::clone::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,5 +88,6 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Stop(a) => cmd::stop::run(&cfg, a),
         Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
         Command::List(a) => cmd::list::run(&cfg, a),
+        Command::Clone(a) => cmd::clone::run(&cfg, a),
     }
 }

@@ -1,6 +1,7 @@
 //! The commands against the fake runtime, in temporary directories: no root, no libvirt.
 
 use super::*;
+use crate::storage::Backend;
 use crate::virt::fake::Fake;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -233,4 +234,85 @@ fn own_root_inside_the_source_is_not_copied() {
     sysgen(&e.cfg, &e.rt, "b", None).unwrap();
     assert!(e.cfg.root.join("b/var/lib").is_dir());
     assert!(!e.cfg.root.join("b/var/lib/lxcf").exists(), "b must not contain a copy of a");
+}
+
+/// A stopped container with a file of its own in its root.
+fn stopped_source(e: &Env) {
+    sysgen(&e.cfg, &e.rt, "web1", Some(Model::Separate)).unwrap();
+    stop(&e.cfg, &e.rt, "web1", Duration::from_secs(1)).unwrap();
+    fs::write(e.cfg.root.join("web1/usr/bin/mine"), b"installed in web1").unwrap();
+    fs::create_dir_all(e.cfg.root.join("web1/var/lib/systemd")).unwrap();
+    fs::write(e.cfg.root.join("web1/var/lib/systemd/random-seed"), b"web1's seed").unwrap();
+}
+
+#[test]
+fn clone_copies_the_root_and_gives_a_new_identity() {
+    let e = env();
+    stopped_source(&e);
+    let c = clone(&e.cfg, &e.rt, "web1", "web2").unwrap();
+    assert_eq!((c.meta.model, c.meta.ip.to_string().as_str(), c.state), (Model::Separate, "10.7.0.3", State::Running));
+    assert_eq!(c.storage, Some(Backend::Dir));
+    let (a, b) = (e.cfg.root.join("web1"), e.cfg.root.join("web2"));
+    assert_eq!(fs::read(b.join("usr/bin/mine")).unwrap(), b"installed in web1");
+    assert_eq!(fs::read_to_string(b.join("etc/hostname")).unwrap(), "web2\n");
+    assert_eq!(fs::read_to_string(a.join("etc/hostname")).unwrap(), "web1\n", "the source is untouched");
+    assert_ne!(fs::read(a.join("etc/machine-id")).unwrap(), fs::read(b.join("etc/machine-id")).unwrap());
+    assert!(!b.join("var/lib/systemd/random-seed").exists());
+    assert!(a.join("var/lib/systemd/random-seed").exists());
+    assert!(fs::read_to_string(b.join("etc/hosts")).unwrap().contains("10.7.0.3\tweb2"));
+    assert!(!e.cfg.root.join("web2.partial").exists());
+    let hosts = fs::read_to_string(&e.cfg.hosts).unwrap();
+    assert!(hosts.contains("10.7.0.2\tweb1") && hosts.contains("10.7.0.3\tweb2"), "{hosts}");
+    let x = e.rt.domains.borrow()["web2"].0.clone();
+    assert!(!x.contains("<mac"), "libvirt makes a new MAC: {x}");
+    assert!(x.contains("<name>web2</name>") && x.contains(&format!("<source dir='{}'/>", b.display())), "{x}");
+    let l = list(&e.cfg, &e.rt).unwrap();
+    assert_eq!(l.iter().map(|c| (c.name.as_str(), c.state)).collect::<Vec<_>>(), [("web1", State::Stopped), ("web2", State::Running)]);
+    assert!(l.iter().all(|c| c.storage == Some(Backend::Dir)));
+    // A clone of a clone, and erase of both.
+    stop(&e.cfg, &e.rt, "web2", Duration::from_secs(1)).unwrap();
+    assert_eq!(clone(&e.cfg, &e.rt, "web2", "web3").unwrap().meta.ip.to_string(), "10.7.0.4");
+    for n in ["web2", "web3"] {
+        erase(&e.cfg, &e.rt, n).unwrap();
+    }
+    assert_eq!(list(&e.cfg, &e.rt).unwrap().len(), 1);
+}
+
+#[test]
+fn clone_refuses_bad_input_and_changes_nothing() {
+    let e = env();
+    stopped_source(&e);
+    sysgen(&e.cfg, &e.rt, "busy", None).unwrap();
+    fs::create_dir_all(e.cfg.root.join("somedir")).unwrap();
+    let before = snapshot(&e);
+    let cases: Vec<(&str, &str, fn(&Error) -> bool)> = vec![
+        ("nope", "web9", |e| matches!(e, Error::NotFound(_))),
+        ("web1", "Bad/", |e| matches!(e, Error::Name(_))),
+        ("web1", "busy", |e| matches!(e, Error::Taken { .. })),
+        ("web1", "somedir", |e| matches!(e, Error::Taken { .. })),
+        ("web1", "web1", |e| matches!(e, Error::Taken { .. })),
+        ("busy", "web9", |e| matches!(e, Error::Running(_))),
+    ];
+    for (src, new, want) in cases {
+        let err = clone(&e.cfg, &e.rt, src, new).unwrap_err();
+        assert!(want(&err), "clone {src} {new}: {err}");
+        assert!(err.hint().is_some(), "clone {src} {new}: {err} has a hint");
+    }
+    let err = clone(&e.cfg, &e.rt, "busy", "web9").unwrap_err();
+    assert_eq!(err.to_string(), "container `busy` is running; only a stopped container can be cloned");
+    assert_eq!(err.hint().unwrap(), "stop it first: `lxcf stop busy`");
+    assert_eq!(snapshot(&e), before);
+}
+
+#[test]
+fn clone_failing_late_undoes_all() {
+    for op in ["define", "start", "read the XML of"] {
+        let e = env();
+        stopped_source(&e);
+        let before = snapshot(&e);
+        e.rt.fail(op);
+        let err = clone(&e.cfg, &e.rt, "web1", "web2").unwrap_err();
+        assert!(err.to_string().contains("injected"), "{op}: {err}");
+        assert_eq!(snapshot(&e), before, "after a failing {op}");
+    }
 }

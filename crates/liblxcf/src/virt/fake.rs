@@ -58,6 +58,14 @@ impl Runtime for Fake {
         Ok(self.domains()?.into_iter().find(|d| d.name == name))
     }
 
+    fn xml(&self, name: &str) -> Result<String, VirtError> {
+        self.check("read the XML of", name)?;
+        let d = self.domains.borrow();
+        let (x, _, _) = d.get(name).ok_or_else(|| Self::missing(name))?;
+        // libvirt adds a MAC address to every interface it defines.
+        Ok(x.replace("<interface type='network'>\n", "<interface type='network'>\n      <mac address='52:54:00:00:00:01'/>\n"))
+    }
+
     fn define(&self, x: &str) -> Result<(), VirtError> {
         let doc = roxmltree::Document::parse(x).expect("lxcf writes well-formed XML");
         let name = doc.descendants().find(|n| n.has_tag_name("name")).and_then(|n| n.text()).unwrap().to_string();

@@ -105,6 +105,10 @@ impl Runtime for Libvirt {
         }
     }
 
+    fn xml(&self, name: &str) -> Result<String, VirtError> {
+        self.get(name)?.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(op("read the XML of", name))
+    }
+
     fn define(&self, xml: &str) -> Result<(), VirtError> {
         let name = roxmltree::Document::parse(xml)
             .ok()

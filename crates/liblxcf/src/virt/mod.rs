@@ -80,6 +80,8 @@ pub trait Runtime {
     /// Every domain, lxcf's and others'.
     fn domains(&self) -> Result<Vec<Domain>, VirtError>;
     fn domain(&self, name: &str) -> Result<Option<Domain>, VirtError>;
+    /// The persistent (inactive) domain XML, as libvirt keeps it.
+    fn xml(&self, name: &str) -> Result<String, VirtError>;
     /// Defines a persistent domain from XML; fails if the name is taken.
     fn define(&self, xml: &str) -> Result<(), VirtError>;
     fn undefine(&self, name: &str) -> Result<(), VirtError>;

@@ -105,6 +105,64 @@ pub fn domain_xml(s: &DomainSpec) -> String {
     x
 }
 
+/// A new container's domain XML derived from another's (`lxcf clone`), as libvirt
+/// returns it: everything is kept (model, resource tuning, devices, whatever was
+/// added to it since) except what makes a domain itself: name, UUID, lxcf's
+/// metadata, the root filesystem's source, the interfaces' network, address and
+/// gateway, and their MAC addresses, which are dropped so that libvirt makes new ones.
+pub fn derive(src: &str, name: &str, uuid: uuid::Uuid, meta: &Meta, prefix_len: u8, gateway: Ipv4Addr) -> Result<String, String> {
+    let doc = roxmltree::Document::parse(src).map_err(|e| format!("unreadable domain XML: {e}"))?;
+    let dom = doc.root_element();
+    fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
+        n.children().find(|c| c.is_element() && c.has_tag_name(tag))
+    }
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    // The text of an element, which must exist.
+    let mut text = |tag: &str, value: String| -> Result<(), String> {
+        let e = child(dom, tag).ok_or(format!("no <{tag}> in the domain XML"))?;
+        let t = e.first_child().filter(|t| t.is_text()).ok_or(format!("empty <{tag}> in the domain XML"))?;
+        edits.push((t.range(), esc(&value)));
+        Ok(())
+    };
+    text("name", name.to_string())?;
+    text("uuid", uuid.to_string())?;
+    let m = doc.descendants().find(|n| n.has_tag_name((NS, "container"))).ok_or("no lxcf metadata in the domain XML")?;
+    edits.push((m.range(), meta_xml(meta)));
+    fn attr(n: roxmltree::Node<'_, '_>, name: &str) -> Option<std::ops::Range<usize>> {
+        n.attributes().find(|a| a.name() == name && a.namespace().is_none()).map(|a| a.range_value())
+    }
+    let devices = child(dom, "devices").ok_or("no <devices> in the domain XML")?;
+    let root = devices
+        .children()
+        .filter(|f| f.has_tag_name("filesystem"))
+        .find(|f| child(*f, "target").and_then(|t| t.attribute("dir")) == Some("/"))
+        .and_then(|f| child(f, "source"))
+        .and_then(|s| attr(s, "dir"))
+        .ok_or("no root filesystem in the domain XML")?;
+    edits.push((root, path_str(&meta.root)));
+    for i in devices.children().filter(|n| n.has_tag_name("interface")) {
+        if let Some(r) = child(i, "source").and_then(|s| attr(s, "network")) {
+            edits.push((r, esc(&meta.network)));
+        }
+        for ip in i.children().filter(|n| n.has_tag_name("ip") && n.attribute("family").is_none_or(|f| f == "ipv4")) {
+            edits.extend(attr(ip, "address").map(|r| (r, meta.ip.to_string())));
+            edits.extend(attr(ip, "prefix").map(|r| (r, prefix_len.to_string())));
+        }
+        for route in i.children().filter(|n| n.has_tag_name("route") && n.attribute("family").is_none_or(|f| f == "ipv4")) {
+            edits.extend(attr(route, "gateway").map(|r| (r, gateway.to_string())));
+        }
+        for mac in i.children().filter(|n| n.has_tag_name("mac")) {
+            edits.push((mac.range(), String::new()));
+        }
+    }
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut out = src.to_string();
+    for (r, v) in edits {
+        out.replace_range(r, &v);
+    }
+    Ok(out)
+}
+
 /// lxcf's metadata from a whole domain XML (namespaced), or from what
 /// virDomainGetMetadata returns for our namespace (the bare element, namespace
 /// dropped); `None` if there is none or it is not lxcf's.
@@ -228,6 +286,33 @@ mod tests {
     fn foreign_metadata_is_not_ours() {
         assert_eq!(parse_meta("<domain><metadata><x:container xmlns:x='urn:other'/></metadata></domain>"), None);
         assert_eq!(parse_meta("not xml"), None);
+    }
+
+    #[test]
+    fn derived_xml_is_a_new_domain_with_the_same_settings() {
+        let m = meta(Model::Joint);
+        // What libvirt returns: our XML plus a MAC and tuning added later.
+        let src = domain_xml(&spec(&m))
+            .replace("<interface type='network'>\n", "<interface type='network'>\n      <mac address='52:54:00:12:34:56'/>\n")
+            .replace("<vcpu>2</vcpu>", "<vcpu>2</vcpu>\n  <memtune><hard_limit unit='KiB'>524288</hard_limit></memtune>\n  <cputune><shares>512</shares></cputune>");
+        let mut m2 = m.clone();
+        m2.ip = "10.1.2.3".parse().unwrap();
+        m2.root = "/opt/lxc/web2".into();
+        m2.network = "net2".into();
+        let uuid = uuid::Uuid::new_v4();
+        let x = derive(&src, "web2", uuid, &m2, 16, "10.1.0.1".parse().unwrap()).unwrap();
+        let doc = roxmltree::Document::parse(&x).expect("well-formed");
+        let text = |t: &str| doc.descendants().find(|n| n.has_tag_name(t)).and_then(|n| n.text()).unwrap().to_string();
+        assert_eq!(text("name"), "web2");
+        assert_eq!(text("uuid"), uuid.to_string());
+        assert_eq!(parse_meta(&x), Some(m2));
+        assert!(!x.contains("<mac"), "{x}");
+        assert!(x.contains("<source dir='/opt/lxc/web2'/>") && x.contains("<source dir='/usr'/>"), "{x}");
+        assert!(x.contains("<source network='net2'/>"), "{x}");
+        assert!(x.contains("<ip address='10.1.2.3' family='ipv4' prefix='16'/>"), "{x}");
+        assert!(x.contains("gateway='10.1.0.1'"), "{x}");
+        assert!(x.contains("<hard_limit unit='KiB'>524288</hard_limit>") && x.contains("<shares>512</shares>"), "{x}");
+        assert!(derive("<domain/>", "a", uuid, &m, 24, "10.0.0.1".parse().unwrap()).is_err());
     }
 
     #[test]

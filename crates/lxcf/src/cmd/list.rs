@@ -23,6 +23,7 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
                     "ip": c.meta.ip.to_string(),
                     "autostart": c.autostart,
                     "root": c.meta.root,
+                    "storage": c.storage.map(|s| s.as_str()),
                 })
             })
             .collect();
@@ -30,15 +31,16 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
         return Ok(());
     }
     let w = list.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
-    println!("{:w$}  {:8}  {:8}  {:15}  AUTOSTART", "NAME", "STATE", "MODEL", "IP");
+    println!("{:w$}  {:8}  {:8}  {:15}  {:9}  STORAGE", "NAME", "STATE", "MODEL", "IP", "AUTOSTART");
     for c in &list {
         println!(
-            "{:w$}  {:8}  {:8}  {:15}  {}",
+            "{:w$}  {:8}  {:8}  {:15}  {:9}  {}",
             c.name,
             c.state.as_str(),
             c.meta.model.as_str(),
             c.meta.ip.to_string(),
-            if c.autostart { "yes" } else { "no" }
+            if c.autostart { "yes" } else { "no" },
+            c.storage.map(|s| s.as_str()).unwrap_or("missing")
         );
     }
     Ok(())

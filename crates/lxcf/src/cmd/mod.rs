@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod clone;
 pub mod erase;
 pub mod list;
 pub mod start;

@@ -1,0 +1,266 @@
+//! Where container roots live, chosen automatically from the filesystem of
+//! `[Paths] root`:
+//!
+//! - on btrfs each root is a subvolume: a clone is a snapshot (instant, shares
+//!   everything until written), erasing deletes the subvolume (the filesystem frees
+//!   it in the background);
+//! - elsewhere a plain directory.
+//!
+//! Independently of this, the copy engine shares file data by reflink wherever
+//! the source and the root share a filesystem that can (btrfs, xfs).
+//!
+//! The btrfs calls are the kernel's ioctls (what `btrfs subvolume create/snapshot/
+//! delete` do), so lxcf needs no btrfs-progs at run time.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::io::Errno;
+
+use crate::copy::{self, Control, CopyError, Stats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> StorageError + 'a {
+    move |e| StorageError::Io { op, path: path.to_path_buf(), source: e.into() }
+}
+
+/// How a container root is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A btrfs subvolume.
+    Btrfs,
+    /// A plain directory.
+    Dir,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Btrfs => "btrfs",
+            Backend::Dir => "dir",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The inode number of every btrfs subvolume's top directory.
+const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
+
+// The field's and the constants' types differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn magic(st: &rustix::fs::StatFs) -> i64 {
+    st.f_type as i64
+}
+
+#[allow(clippy::unnecessary_cast)]
+const BTRFS: i64 = libc::BTRFS_SUPER_MAGIC as i64;
+#[allow(clippy::unnecessary_cast)]
+const XFS: i64 = libc::XFS_SUPER_MAGIC as i64;
+#[allow(clippy::unnecessary_cast)]
+const EXT4: i64 = libc::EXT4_SUPER_MAGIC as i64;
+#[allow(clippy::unnecessary_cast)]
+const TMPFS: i64 = libc::TMPFS_MAGIC as i64;
+
+fn on_btrfs(fd: &impl AsFd) -> rustix::io::Result<bool> {
+    Ok(magic(&rustix::fs::fstatfs(fd)?) == BTRFS)
+}
+
+/// The filesystem type's name for messages and `lxcf list`: btrfs, xfs, ext4 or other.
+pub fn fs_name(path: &Path) -> std::io::Result<&'static str> {
+    Ok(match magic(&rustix::fs::statfs(path)?) {
+        BTRFS => "btrfs",
+        XFS => "xfs",
+        EXT4 => "ext4",
+        TMPFS => "tmpfs",
+        _ => "other",
+    })
+}
+
+/// Which backend the root at `path` uses; `None` if it does not exist.
+pub fn backend_of(path: &Path) -> Option<Backend> {
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    Some(if is_subvolume(&fd).ok()? { Backend::Btrfs } else { Backend::Dir })
+}
+
+fn is_subvolume(fd: &OwnedFd) -> rustix::io::Result<bool> {
+    let st = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::INO)?;
+    Ok(st.stx_ino == BTRFS_FIRST_FREE_OBJECTID && on_btrfs(fd)?)
+}
+
+fn split(path: &Path) -> Result<(OwnedFd, &OsStr)> {
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (if p.as_os_str().is_empty() { Path::new(".") } else { p }, n),
+        _ => return Err(io("use", path)(Errno::INVAL)),
+    };
+    let fd = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io("open", parent))?;
+    Ok((fd, name))
+}
+
+/// Creates an empty root at `path` (mode 0755): a subvolume where its parent is on btrfs.
+pub fn create_root(path: &Path) -> Result<Backend> {
+    let (parent, name) = split(path)?;
+    if on_btrfs(&parent).map_err(io("stat", path))? {
+        btrfs::subvol_create(&parent, name).map_err(io("create btrfs subvolume", path))?;
+        return Ok(Backend::Btrfs);
+    }
+    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)).map_err(io("create", path))?;
+    // The umask may have taken bits away.
+    rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(0o755), AtFlags::empty()).map_err(io("chmod", path))?;
+    Ok(Backend::Dir)
+}
+
+/// Removes a root, whichever backend it uses. A subvolume that holds other
+/// subvolumes (made inside the container) is removed file by file, as a directory.
+pub fn remove_root(path: &Path) -> Result<()> {
+    let (parent, name) = split(path)?;
+    let fd = rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io("open", path))?;
+    if is_subvolume(&fd).map_err(io("stat", path))? {
+        drop(fd);
+        match btrfs::subvol_destroy(&parent, name) {
+            Ok(()) => return Ok(()),
+            Err(Errno::NOTEMPTY) => tracing::debug!("{}: holds subvolumes; removing it file by file", path.display()),
+            Err(e) => return Err(io("delete btrfs subvolume", path)(e)),
+        }
+    }
+    // remove_dir_all never follows symlinks; since Linux 4.18 it also removes
+    // empty subvolumes (rmdir).
+    std::fs::remove_dir_all(path).map_err(|e| StorageError::Io { op: "remove", path: path.to_path_buf(), source: e })
+}
+
+/// How [`clone_root`] made the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloned {
+    /// A btrfs snapshot.
+    Snapshot,
+    /// A copy (with reflinks where the filesystem shares data).
+    Copy(Stats),
+}
+
+/// Makes `dst` (which must not exist) a faithful copy of the root `src`: a snapshot
+/// where `src` is a subvolume and `dst` can be one on the same filesystem, else a
+/// new root filled by the copy engine.
+pub fn clone_root(src: &Path, dst: &Path, ctl: &Control) -> Result<(Backend, Cloned)> {
+    let (parent, name) = split(dst)?;
+    let sfd = rustix::fs::open(src, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io("open", src))?;
+    if is_subvolume(&sfd).map_err(io("stat", src))? && on_btrfs(&parent).map_err(io("stat", dst))? {
+        match btrfs::snapshot(&sfd, &parent, name) {
+            Ok(()) => return Ok((Backend::Btrfs, Cloned::Snapshot)),
+            // Another btrfs filesystem: copy instead.
+            Err(Errno::XDEV) => {}
+            Err(e) => return Err(io("snapshot", src)(e)),
+        }
+    }
+    drop(sfd);
+    let backend = create_root(dst)?;
+    let job = copy::Job { src: src.into(), dst: dst.into(), into: true, opts: Default::default() };
+    match copy::copy_trees(&[job], ctl) {
+        Ok(stats) => Ok((backend, Cloned::Copy(stats))),
+        Err(e) => {
+            if let Err(r) = remove_root(dst) {
+                tracing::error!("could not remove the partial copy: {r}");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The three btrfs ioctls lxcf uses, from linux/btrfs.h.
+mod btrfs {
+    use super::*;
+    use rustix::ioctl::{ioctl, opcode, Setter};
+
+    /// `struct btrfs_ioctl_vol_args`: a file descriptor and a NUL-terminated name.
+    #[repr(C)]
+    pub struct VolArgs {
+        fd: i64,
+        name: [u8; 4088], // BTRFS_PATH_NAME_MAX + 1
+    }
+
+    const MAGIC: u8 = 0x94;
+    const SNAP_CREATE: rustix::ioctl::Opcode = opcode::write::<VolArgs>(MAGIC, 1);
+    const SUBVOL_CREATE: rustix::ioctl::Opcode = opcode::write::<VolArgs>(MAGIC, 14);
+    const SNAP_DESTROY: rustix::ioctl::Opcode = opcode::write::<VolArgs>(MAGIC, 15);
+
+    fn args(fd: i64, name: &OsStr) -> rustix::io::Result<VolArgs> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() >= 4088 || b.contains(&0) || b.contains(&b'/') {
+            return Err(Errno::INVAL);
+        }
+        let mut a = VolArgs { fd, name: [0; 4088] };
+        a.name[..b.len()].copy_from_slice(b);
+        Ok(a)
+    }
+
+    pub fn subvol_create(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+        // SAFETY: SUBVOL_CREATE takes a pointer to a btrfs_ioctl_vol_args, which
+        // VolArgs is (repr(C), same fields and size); the kernel only reads it.
+        unsafe { ioctl(parent, Setter::<SUBVOL_CREATE, VolArgs>::new(args(0, name)?)) }
+    }
+
+    pub fn snapshot(src: &OwnedFd, parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as above; `fd` is the open source subvolume, alive during the call.
+        unsafe { ioctl(parent, Setter::<SNAP_CREATE, VolArgs>::new(args(src.as_raw_fd() as i64, name)?)) }
+    }
+
+    pub fn subvol_destroy(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+        // SAFETY: as above.
+        unsafe { ioctl(parent, Setter::<SNAP_DESTROY, VolArgs>::new(args(0, name)?)) }
+    }
+
+    #[test]
+    fn vol_args_is_the_kernels_size() {
+        assert_eq!(std::mem::size_of::<VolArgs>(), 4096);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_directories_off_btrfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        if fs_name(tmp.path()).unwrap() == "btrfs" {
+            return;
+        }
+        let root = tmp.path().join("c1");
+        assert_eq!(create_root(&root).unwrap(), Backend::Dir);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert_eq!(backend_of(&root), Some(Backend::Dir));
+        std::fs::create_dir_all(root.join("etc/x")).unwrap();
+        std::fs::write(root.join("etc/x/f"), b"x").unwrap();
+        let (b, how) = clone_root(&root, &tmp.path().join("c2"), &Control::default()).unwrap();
+        assert_eq!(b, Backend::Dir);
+        assert!(matches!(how, Cloned::Copy(s) if s.files == 1));
+        assert_eq!(std::fs::read(tmp.path().join("c2/etc/x/f")).unwrap(), b"x");
+        remove_root(&root).unwrap();
+        assert!(!root.exists());
+        assert_eq!(backend_of(&root), None);
+        // A clone never lands on an existing directory.
+        assert!(clone_root(&tmp.path().join("c2"), &tmp.path().join("c2"), &Control::default()).is_err());
+        assert!(tmp.path().join("c2/etc/x/f").exists());
+    }
+}
