@@ -56,6 +56,8 @@ pub fn host_ready() -> bool {
 }
 
 pub struct Opts {
+    /// A filesystem (`btrfs`, `xfs`) to loop-mount as the containers' root.
+    pub storage: Option<&'static str>,
     pub model: &'static str,
     /// Prefix length of the test subnet.
     pub prefix_len: u8,
@@ -64,11 +66,15 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Opts {
-        Opts { model: "joint", prefix_len: 24, forward: "none" }
+        Opts { storage: None, model: "joint", prefix_len: 24, forward: "none" }
     }
 }
 
 pub struct Env {
+    /// First, so that it is unmounted before `dir` is removed (and after the
+    /// domains are gone: Drop runs before the fields are dropped).
+    #[allow(dead_code)] // held for its Drop
+    pub image: Option<Image>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub root: PathBuf,
@@ -124,7 +130,8 @@ impl Env {
             ),
         )
         .unwrap();
-        let env = Env { dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock };
+        let image = o.storage.map(|fs| Image::new(fs, dir.path().join(format!("{fs}.img")), &root));
+        let env = Env { image, dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock };
         // What a killed earlier run may have left in this slot.
         env.cleanup();
         Some(env)
@@ -215,6 +222,64 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.cleanup();
         // The temporary directory (roots, hosts, config) goes with self.dir.
+    }
+}
+
+/// A filesystem image made by the test, loop-mounted at `mnt`; unmounted, detached
+/// and removed when dropped, also when the test fails.
+///
+/// libvirtd may run in a mount namespace of its own (scripts/setup-host does so on
+/// hosts with hybrid cgroups), where mounts made on the host later reach it only if
+/// the host's `/` is a shared mount. Where it does not see the image (a libvirtd
+/// started while `/` was private), the image is mounted in libvirtd's namespace
+/// too, so that containers rooted on it can start. Containers started meanwhile then
+/// keep a copy of that mount until they stop, and with it the loop device, which
+/// the kernel detaches afterwards (`losetup -d` of a busy device sets autoclear).
+pub struct Image {
+    pub file: PathBuf,
+    pub mnt: PathBuf,
+    dev: String,
+    /// libvirtd's pid, where the image had to be mounted in its namespace as well.
+    libvirtd: Option<String>,
+}
+
+impl Image {
+    pub fn new(fs: &str, file: PathBuf, mnt: &Path) -> Image {
+        run(Command::new("truncate").args(["-s", "2G"]).arg(&file)).ok("truncate");
+        let mut mkfs = Command::new(format!("mkfs.{fs}"));
+        match fs {
+            "xfs" => mkfs.args(["-q", "-f", "-m", "reflink=1"]),
+            _ => mkfs.args(["-q", "-f"]),
+        };
+        run(mkfs.arg(&file)).ok("mkfs");
+        let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&file)).ok("losetup").stdout.trim().to_string();
+        let mut img = Image { file, mnt: mnt.to_path_buf(), dev, libvirtd: None };
+        std::fs::create_dir_all(mnt).unwrap();
+        run(Command::new("mount").arg(&img.dev).arg(mnt)).ok("mount");
+        let pid = run(Command::new("pgrep").args(["-xo", "libvirtd"])).stdout.trim().to_string();
+        let seen = |pid: &str| {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/root{}", mnt.display())).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+            theirs.ok() == std::fs::metadata(mnt).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).ok()
+        };
+        if !pid.is_empty() && !seen(&pid) {
+            run(Command::new("nsenter").args(["-t", &pid, "-m", "--", "mount", &img.dev]).arg(mnt)).ok("mount for libvirtd");
+            img.libvirtd = Some(pid);
+        }
+        img
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if let Some(pid) = &self.libvirtd {
+            run(Command::new("nsenter").args(["-t", pid, "-m", "--", "umount"]).arg(&self.mnt));
+        }
+        let o = run(Command::new("umount").arg(&self.mnt));
+        if o.code != 0 {
+            eprintln!("cannot unmount {}: {}", self.mnt.display(), o.stderr);
+        }
+        run(Command::new("losetup").arg("-d").arg(&self.dev));
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 

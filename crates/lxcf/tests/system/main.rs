@@ -6,6 +6,8 @@
 mod common;
 
 mod bad_input;
+mod clone;
 mod concurrent;
+mod copy;
 mod lifecycle;
 mod separate;

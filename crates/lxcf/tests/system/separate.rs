@@ -1,4 +1,5 @@
-//! One separate-model container (it copies all of /usr, ~5 GiB here), checked once.
+//! One separate-model container (it copies all of /usr, ~5 GiB here), checked once,
+//! and a clone of it (another copy), on a terminal to see the progress bar.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -34,7 +35,26 @@ fn separate_container_has_a_private_usr() {
         assert_eq!(caps(&env.root.join(&c).join("usr/bin/ping")), Some(c0));
     }
 
-    env.lxcf(&["erase", &c]).ok("erase");
-    assert!(!env.root.join(&c).exists());
+    // A clone copies the 5 GiB again; on a terminal it shows its progress.
+    env.lxcf(&["stop", &c]).ok("stop");
+    let c2 = env.name("sep2");
+    let o = run(std::process::Command::new("script")
+        .args(["-qefc", &format!("{LXCF} clone {c} {c2}"), "/dev/null"])
+        .env("LXCF_CONFIG", &env.config)
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(o.code, 0, "clone on a terminal: {}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains(" files, ") && o.stdout.contains("iB/s"), "a progress bar on the terminal: {}", o.stdout);
+    assert!(o.stdout.contains(&format!("{c2}: cloned from {c}")), "{}", o.stdout);
+    assert_eq!(list_json(&env).iter().find(|x| x["name"] == c2.as_str()).unwrap()["model"], "separate");
+    env.assert_running(&c2);
+    assert!(env.root.join(&c2).join("usr/lxcf-test-marker").exists(), "the clone has its source's /usr");
+    if let Some(c0) = caps(host_ping) {
+        assert_eq!(caps(&env.root.join(&c2).join("usr/bin/ping")), Some(c0));
+    }
+
+    for n in [&c, &c2] {
+        env.lxcf(&["erase", n]).ok("erase");
+        assert!(!env.root.join(n).exists());
+    }
     assert!(env.domains().is_empty());
 }

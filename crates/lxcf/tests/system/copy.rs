@@ -1,0 +1,170 @@
+//! The copy engine, checked by rsync: a tree holding every kind of file, copied by
+//! liblxcf on ext4 (the host's filesystem), and on btrfs and xfs images where the
+//! data must be shared by reflinks.
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use liblxcf::copy::{copy_tree, Options};
+
+use crate::common::*;
+
+fn sh(cmd: &str) {
+    run(Command::new("sh").arg("-c").arg(cmd)).ok(cmd);
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every kind of file and metadata a root holds.
+fn every_kind(src: &Path) {
+    let p = |s: &str| src.join(s);
+    for d in ["a/b/c", "empty", "sticky", "sgid", "private", "acl-dir"] {
+        std::fs::create_dir_all(p(d)).unwrap();
+    }
+    chmod(&p("sticky"), 0o1777);
+    chmod(&p("sgid"), 0o2775);
+    chmod(&p("private"), 0o700);
+    std::fs::write(p("a/file"), b"hello").unwrap();
+    for (f, mode) in [("a/setuid", 0o4755), ("a/setgid", 0o2755), ("a/none", 0o000), ("a/sticky-file", 0o1644)] {
+        std::fs::write(p(f), b"#!/bin/sh\n").unwrap();
+        chmod(&p(f), mode);
+    }
+    std::fs::write(p("a/empty"), b"").unwrap();
+    // A few MiB of data, so copy_file_range and reflinks have real extents.
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(p("big"), &big).unwrap();
+    // Sparse: data at 1 MiB and 5 MiB of 8 MiB; and a file that is only a hole.
+    let f = std::fs::File::create(p("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_at(&[7u8; 8192], 1 << 20).unwrap();
+    f.write_at(&[9u8; 4096], 5 << 20).unwrap();
+    std::fs::File::create(p("hole")).unwrap().set_len(1 << 20).unwrap();
+    // Hard links, across directories.
+    std::fs::hard_link(p("a/file"), p("a/b/link")).unwrap();
+    std::fs::hard_link(p("a/file"), p("link2")).unwrap();
+    std::fs::hard_link(p("big"), p("a/b/c/big-link")).unwrap();
+    // Symlinks: relative, absolute, dangling, to a directory outside the tree.
+    symlink("../file", p("a/b/rel")).unwrap();
+    symlink("/etc/passwd", p("a/abs")).unwrap();
+    symlink("nowhere", p("a/dangling")).unwrap();
+    symlink("/usr", p("a/usrlink")).unwrap();
+    // Special files.
+    sh(&format!("mkfifo -m 0640 {}", p("fifo").display()));
+    drop(std::os::unix::net::UnixListener::bind(p("socket")).unwrap());
+    sh(&format!("mknod -m 0666 {} c 1 3 && mknod -m 0660 {} b 7 250", p("null").display(), p("blockdev").display()));
+    std::fs::hard_link(p("fifo"), p("a/fifo-link")).unwrap();
+    // Owners.
+    std::fs::write(p("a/owned"), b"x").unwrap();
+    std::os::unix::fs::lchown(p("a/owned"), Some(1234), Some(5678)).unwrap();
+    std::os::unix::fs::lchown(p("a/abs"), Some(42), Some(43)).unwrap();
+    std::os::unix::fs::lchown(p("a/b"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::lchown(p("null"), Some(0), Some(5)).unwrap();
+    // Set-ID bits go with chown: set them again, as a package would.
+    std::fs::write(p("a/owned-setuid"), b"x").unwrap();
+    std::os::unix::fs::lchown(p("a/owned-setuid"), Some(1234), Some(5678)).unwrap();
+    chmod(&p("a/owned-setuid"), 0o6755);
+    // Extended attributes: user.*, a file capability, POSIX ACLs (access and default).
+    rustix::fs::setxattr(p("a/file"), "user.lxcf", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
+    rustix::fs::setxattr(p("a"), "user.dir", b"d", rustix::fs::XattrFlags::empty()).unwrap();
+    std::fs::write(p("capped"), b"\x7fELF").unwrap();
+    chmod(&p("capped"), 0o755);
+    sh(&format!("setcap cap_net_raw,cap_net_admin+ep {}", p("capped").display()));
+    std::fs::write(p("acl-file"), b"x").unwrap();
+    sh(&format!("setfacl -m u:1234:rwx,g:5678:r {}", p("acl-file").display()));
+    sh(&format!("setfacl -m u:1234:rx -d -m u:1234:rwx,g:5678:rx {}", p("acl-dir").display()));
+    // Nanosecond times, directories' last (after their contents).
+    for (f, t) in [("a/file", "2001-02-03 04:05:06.123456789"), ("big", "2010-01-01 00:00:00.5"), ("a/b/c", "2002-03-04 05:06:07.987654321"), ("a/b", "2003-01-01 00:00:00.000000001"), ("a", "2004-01-01 12:00:00.4")] {
+        sh(&format!("touch -h -d '{t}' {}", p(f).display()));
+    }
+    sh(&format!("touch -h -d '2005-05-05 05:05:05.555555555' {}", p("a/abs").display()));
+}
+
+/// rsync's verdict on `dst` against `src`: every difference it sees, one per line
+/// (nothing for a faithful copy). `--modify-window=-1`: nanoseconds count too.
+fn rsync_diff(src: &Path, dst: &Path) -> String {
+    let o = run(Command::new("rsync")
+        .args(["-aHAXn", "--modify-window=-1", "--itemize-changes", "--delete"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display())))
+    .ok("rsync");
+    o.stdout
+}
+
+/// Copies an every-kind tree made under `dir` with the copy engine and checks it.
+/// Returns the copy's statistics.
+fn check_copy(dir: &Path) -> liblxcf::copy::Stats {
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    std::fs::create_dir(&src).unwrap();
+    every_kind(&src);
+    let stats = copy_tree(&src, &dst, &Options::default()).expect("copy");
+    assert_eq!(rsync_diff(&src, &dst), "", "rsync sees differences");
+    // What rsync does not compare: holes, and the capability by another tool.
+    let (s, d) = (std::fs::metadata(src.join("sparse")).unwrap(), std::fs::metadata(dst.join("sparse")).unwrap());
+    assert!(d.blocks() <= s.blocks() + 8, "sparse stays sparse: {} blocks, source {}", d.blocks(), s.blocks());
+    assert!(std::fs::metadata(dst.join("hole")).unwrap().blocks() <= 8);
+    let caps = run(Command::new("getcap").arg(dst.join("capped"))).ok("getcap").stdout;
+    assert!(caps.contains("cap_net_admin,cap_net_raw=ep"), "{caps}");
+    assert_eq!(stats.hardlinks, 4, "{stats:?}");
+    // The check itself sees a lost capability and a moved nanosecond.
+    sh(&format!("setcap -r {0} && touch -h -d '2001-02-03 04:05:06.123456788' {1}", dst.join("capped").display(), dst.join("a/file").display()));
+    let diff = rsync_diff(&src, &dst);
+    assert!(diff.contains("capped") && diff.contains("a/file"), "{diff}");
+    stats
+}
+
+#[test]
+fn every_kind_of_file_survives_a_copy() {
+    if !host_ready() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("lxcf-copy-").tempdir().unwrap();
+    let stats = check_copy(tmp.path());
+    assert_eq!(stats.reflinked, 0, "ext4 has no reflinks");
+    assert_eq!(stats.files, 13, "{stats:?}");
+}
+
+#[test]
+fn another_mount_inside_the_tree_is_not_entered() {
+    if !host_ready() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("lxcf-copy-").tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("m")).unwrap();
+    std::fs::write(src.join("kept"), b"x").unwrap();
+    let img = Image::new("xfs", tmp.path().join("m.img"), &src.join("m"));
+    std::fs::write(img.mnt.join("other-fs"), b"x").unwrap();
+    let stats = copy_tree(&src, &tmp.path().join("dst"), &Options::default()).expect("copy");
+    drop(img);
+    assert_eq!(stats.other_mounts, 1);
+    assert!(tmp.path().join("dst/kept").exists());
+    assert!(!tmp.path().join("dst/m").exists(), "the mount point itself is another filesystem's root");
+}
+
+fn reflinks_on(fs: &str) {
+    if !host_ready() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("lxcf-copy-").tempdir().unwrap();
+    let img = Image::new(fs, tmp.path().join(format!("{fs}.img")), &tmp.path().join("mnt"));
+    let stats = check_copy(&img.mnt);
+    // Every non-empty regular file but the all-hole one is a reflink.
+    assert!(stats.reflinked >= 9, "{stats:?}");
+    // filefrag (e2fsprogs) reads the extent map: the copy's extents are shared.
+    let frag = run(Command::new("filefrag").arg("-v").arg(img.mnt.join("dst/big"))).ok("filefrag").stdout;
+    assert!(frag.contains("shared"), "{frag}");
+}
+
+#[test]
+fn btrfs_copies_share_data() {
+    reflinks_on("btrfs");
+}
+
+#[test]
+fn xfs_copies_share_data() {
+    reflinks_on("xfs");
+}
