@@ -30,6 +30,32 @@ use std::time::Instant;
 use liblxcf::copy::Control;
 use liblxcf::layout::{Action, Model, ENTRIES};
 
+/// CPU time (user + system) used so far by this process (`who` = RUSAGE_SELF, all
+/// threads) or by its waited-for children (RUSAGE_CHILDREN).
+fn cpu(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes the rusage struct we pass, which is plain data.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(who, &mut ru), 0);
+        ru
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// Wall time and CPU time of one copy.
+#[derive(Clone, Copy)]
+struct Took {
+    wall: f64,
+    cpu: f64,
+}
+
+impl std::fmt::Display for Took {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} s (cpu {:.2} s)", self.wall, self.cpu)
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -94,25 +120,25 @@ struct Bench {
 }
 
 impl Bench {
-    fn lxcf(&self, dest: &Path) -> f64 {
-        let t = Instant::now();
+    fn lxcf(&self, dest: &Path) -> Took {
+        let (t, c) = (Instant::now(), cpu(libc::RUSAGE_SELF));
         liblxcf::storage::create_root(dest).expect("create root");
         liblxcf::rootfs::build(self.model, &self.source, dest, &[], &self.ctl).expect("build");
-        t.elapsed().as_secs_f64()
+        Took { wall: t.elapsed().as_secs_f64(), cpu: cpu(libc::RUSAGE_SELF) - c }
     }
 
     /// `cp -a` of the directories the model copies, one cp for all, as a shell user would.
-    fn cp(&self, dest: &Path) -> f64 {
+    fn cp(&self, dest: &Path) -> Took {
         std::fs::create_dir(dest).unwrap();
         let dirs: Vec<PathBuf> = copied(self.model).iter().map(|p| self.source.join(p)).collect();
-        let t = Instant::now();
-        let mut c = Command::new("cp");
-        c.arg("-a");
+        let mut cmd = Command::new("cp");
+        cmd.arg("-a");
         if let Some(x) = self.cp_extra {
-            c.arg(x);
+            cmd.arg(x);
         }
-        sh(c.args(&dirs).arg(dest));
-        t.elapsed().as_secs_f64()
+        let (t, c) = (Instant::now(), cpu(libc::RUSAGE_CHILDREN));
+        sh(cmd.args(&dirs).arg(dest));
+        Took { wall: t.elapsed().as_secs_f64(), cpu: cpu(libc::RUSAGE_CHILDREN) - c }
     }
 }
 
@@ -131,6 +157,7 @@ fn main() {
     let mut fs = "host".to_string();
     let mut work: Option<PathBuf> = None;
     let mut workers = liblxcf::copy::default_workers();
+    let mut source = PathBuf::from("/");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -140,11 +167,12 @@ fn main() {
             "--fs" => fs = v(),
             "--work" => work = Some(v().into()),
             "--workers" => workers = v().parse().unwrap(),
-            // For profiling: one untimed-cache lxcf build into WORK, kept.
+            "--source" => source = v().into(),
+            // For profiling: one lxcf build from --source (given first) into DIR, kept.
             "--once" => {
                 let dest = PathBuf::from(v());
-                let b = Bench { model, source: "/".into(), ctl: Control { workers, progress: None }, cp_extra: None };
-                println!("lxcf build {:.3} s", b.lxcf(&dest));
+                let b = Bench { model, source, ctl: Control { workers, progress: None }, cp_extra: None };
+                println!("lxcf build {}", b.lxcf(&dest));
                 return;
             }
             _ => panic!("unknown argument {a}; see the header of bench/src/rootfs.rs"),
@@ -162,9 +190,10 @@ fn main() {
             b.lxcf(&work.join("warm-lxcf"));
             b.cp(&work.join("warm-cp"));
             for i in 0..reps {
-                tl.push(b.lxcf(&work.join(format!("lxcf{i}"))));
-                tc.push(b.cp(&work.join(format!("cp{i}"))));
-                println!("rep {i}: lxcf build {:.3} s, cp -a {:.3} s", tl[i], tc[i]);
+                let (l, c) = (b.lxcf(&work.join(format!("lxcf{i}"))), b.cp(&work.join(format!("cp{i}"))));
+                println!("rep {i}: lxcf build {l}, cp -a {c}");
+                tl.push(l);
+                tc.push(c);
             }
             std::fs::remove_dir_all(&work).unwrap();
         }
@@ -181,10 +210,10 @@ fn main() {
                 let c = b.cp(&img.mnt.join("cp"));
                 drop(img);
                 if i == 0 {
-                    println!("warm-up: lxcf build {l:.3} s, cp -a {c:.3} s");
+                    println!("warm-up: lxcf build {l}, cp -a {c}");
                     continue;
                 }
-                println!("rep {}: lxcf build {l:.3} s, cp -a {c:.3} s", i - 1);
+                println!("rep {}: lxcf build {l}, cp -a {c}", i - 1);
                 tl.push(l);
                 tc.push(c);
             }
@@ -217,10 +246,10 @@ fn main() {
                 remove(&c);
                 sh(&mut Command::new("sync"));
                 if i == 0 {
-                    println!("warm-up: lxcf build {tl_i:.3} s, plain copy {tc_i:.3} s");
+                    println!("warm-up: lxcf build {tl_i}, plain copy {tc_i}");
                     continue;
                 }
-                println!("rep {}: lxcf build {tl_i:.3} s, plain copy {tc_i:.3} s", i - 1);
+                println!("rep {}: lxcf build {tl_i}, plain copy {tc_i}", i - 1);
                 tl.push(tl_i);
                 tc.push(tc_i);
             }
@@ -229,10 +258,13 @@ fn main() {
         }
         other => panic!("--fs {other}: host, ext4, btrfs or xfs"),
     }
-    let (ml, mc) = (median(&mut tl), median(&mut tc));
+    let med = |v: &[Took], f: fn(&Took) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+    let (ml, mc) = (med(&tl, |t| t.wall), med(&tc, |t| t.wall));
+    let (cl, cc) = (med(&tl, |t| t.cpu), med(&tc, |t| t.cpu));
     let base = if fs == "btrfs" || fs == "xfs" { "plain copy (cp -a --reflink=never)" } else { "cp -a" };
     println!(
-        "{model} on {fs}, {workers} workers: median of {reps}: lxcf root build {ml:.3} s, {base} {mc:.3} s, ratio {:.3}",
+        "{model} on {fs}, {workers} workers: median of {reps}: lxcf root build {ml:.3} s, {base} {mc:.3} s, ratio {:.3} \
+         (cpu: {cl:.2} s vs {cc:.2} s)",
         ml / mc
     );
 }

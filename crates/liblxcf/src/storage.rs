@@ -132,9 +132,13 @@ pub fn create_root(path: &Path) -> Result<Backend> {
 /// subvolumes (made inside the container) is removed file by file, as a directory.
 pub fn remove_root(path: &Path) -> Result<()> {
     let (parent, name) = split(path)?;
-    let fd = rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(io("open", path))?;
-    if is_subvolume(&fd).map_err(io("stat", path))? {
+    let fd = match rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => Some(fd),
+        // Not a directory (a symlink or file put there): removed as it is, below.
+        Err(Errno::NOTDIR | Errno::LOOP) => None,
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    if let Some(fd) = fd.filter(|fd| is_subvolume(fd).unwrap_or(false)) {
         drop(fd);
         match btrfs::subvol_destroy(&parent, name) {
             Ok(()) => return Ok(()),
@@ -144,7 +148,11 @@ pub fn remove_root(path: &Path) -> Result<()> {
     }
     // remove_dir_all never follows symlinks; since Linux 4.18 it also removes
     // empty subvolumes (rmdir).
-    std::fs::remove_dir_all(path).map_err(|e| StorageError::Io { op: "remove", path: path.to_path_buf(), source: e })
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_dir() => std::fs::remove_file(path),
+        _ => std::fs::remove_dir_all(path),
+    };
+    r.map_err(|e| StorageError::Io { op: "remove", path: path.to_path_buf(), source: e })
 }
 
 /// How [`clone_root`] made the copy.
@@ -259,6 +267,12 @@ mod tests {
         remove_root(&root).unwrap();
         assert!(!root.exists());
         assert_eq!(backend_of(&root), None);
+        // Whatever else is there is removed without following it.
+        std::fs::create_dir(tmp.path().join("target")).unwrap();
+        std::fs::write(tmp.path().join("target/keep"), b"x").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("target"), &root).unwrap();
+        remove_root(&root).unwrap();
+        assert!(root.symlink_metadata().is_err() && tmp.path().join("target/keep").exists());
         // A clone never lands on an existing directory.
         assert!(clone_root(&tmp.path().join("c2"), &tmp.path().join("c2"), &Control::default()).is_err());
         assert!(tmp.path().join("c2/etc/x/f").exists());
