@@ -307,7 +307,15 @@ impl<'a> Shared<'a> {
     /// Creates the entries of one directory; its subdirectories become new tasks.
     fn fill_dir(&self, t: Task, stats: &mut Stats) -> Result<()> {
         let tree = &self.trees[t.tree];
-        let src = open_beneath(&tree.src, &t.rel).map_err(self.src_err("open", t.tree, &t.rel))?;
+        let src = match open_beneath(&tree.src, &t.rel) {
+            Ok(fd) => fd,
+            // Gone since its parent was read, as in `entry`: so is its copy.
+            Err(Errno::NOENT) if !t.rel.as_os_str().is_empty() => {
+                rustix::fs::unlinkat(&tree.dst, &t.rel, AtFlags::REMOVEDIR).map_err(self.dst_err("remove", t.tree, &t.rel))?;
+                return Ok(());
+            }
+            Err(e) => return Err(self.src_err("open", t.tree, &t.rel)(e)),
+        };
         let dst = open_beneath(&tree.dst, &t.rel).map_err(self.dst_err("open", t.tree, &t.rel))?;
         let xattrs = xattrs_fd(&src).map_err(self.src_err("read xattrs of", t.tree, &t.rel))?;
         let prune = self.prune_of(t.tree, &t.rel);
@@ -347,7 +355,13 @@ impl<'a> Shared<'a> {
         stats: &mut Stats,
     ) -> Result<()> {
         let rel = parent_rel.join(os(name));
-        let st = statx_at(src_dir, name).map_err(self.src_err("stat", tree, &rel))?;
+        let st = match statx_at(src_dir, name) {
+            Ok(st) => st,
+            // Gone since its directory was read: the source is a live host (dpkg, log
+            // rotation). There is nothing left to copy.
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.src_err("stat", tree, &rel)(e)),
+        };
         if !self.same_mount(tree, &st) {
             tracing::debug!(path = %self.src_path(tree, &rel).display(), "not copied: on another mount");
             stats.other_mounts += 1;
@@ -452,9 +466,14 @@ impl<'a> Shared<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn file(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, stats: &mut Stats) -> Result<()> {
+        // Opened before a hard link is claimed: a file gone meanwhile (as in `entry`)
+        // is skipped without leaving a link target that was never made.
+        let src = match rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.src_err("open", tree, rel)(e)),
+        };
         self.linked_or(tree, dst_dir, name, st, rel, stats, |stats| {
-            let src = rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(self.src_err("open", tree, rel))?;
             let mode = st.stx_mode as u32 & 0o7777;
             let dst = rustix::fs::openat(
                 dst_dir,
@@ -552,7 +571,11 @@ impl<'a> Shared<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn symlink(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, stats: &mut Stats) -> Result<()> {
-        let target = rustix::fs::readlinkat(src_dir, name, Vec::new()).map_err(self.src_err("read link", tree, rel))?;
+        let target = match rustix::fs::readlinkat(src_dir, name, Vec::new()) {
+            Ok(t) => t,
+            Err(Errno::NOENT) => return Ok(()), // gone meanwhile, as in `entry`
+            Err(e) => return Err(self.src_err("read link", tree, rel)(e)),
+        };
         rustix::fs::symlinkat(&*target, dst_dir, name).map_err(self.dst_err("create link", tree, rel))?;
         self.at_meta(tree, src_dir, dst_dir, name, st, rel, false)?;
         stats.symlinks += 1;
