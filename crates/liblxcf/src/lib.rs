@@ -5,13 +5,17 @@
 //! hosts line ([`net`]). [`ops`] holds the commands; the `lxcf` binary only parses
 //! arguments and prints.
 
+pub mod batch;
 pub mod config;
 pub mod copy;
+pub mod enter;
 pub mod layout;
+pub mod limits;
 pub mod lock;
 pub mod name;
 pub mod net;
 pub mod ops;
 pub mod rootfs;
 pub mod scoped;
+pub mod status;
 pub mod virt;

@@ -227,13 +227,21 @@ impl Copier<'_> {
     fn entry(&mut self, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, parent_rel: &Path, files_pruned: bool) -> Result<()> {
         let os_name = OsStr::from_bytes(name.to_bytes());
         let rel = parent_rel.join(os_name);
-        let st = rustix::fs::statx(
+        let st = match rustix::fs::statx(
             src_dir,
             name,
             AtFlags::SYMLINK_NOFOLLOW,
             StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
-        )
-        .map_err(|e| self.err("stat", self.src_path(&rel), e))?;
+        ) {
+            Ok(st) => st,
+            // Removed since the directory was read: the host's /var is live (dpkg's
+            // tmp.ci, a rotated log), and what is gone is not part of the copy.
+            Err(Errno::NOENT) => {
+                tracing::debug!(path = %self.src_path(&rel).display(), "not copied: vanished");
+                return Ok(());
+            }
+            Err(e) => return Err(self.err("stat", self.src_path(&rel), e)),
+        };
         if !self.same_mount(&st) {
             tracing::debug!(path = %self.src_path(&rel).display(), "not copied: on another mount");
             self.stats.other_mounts += 1;

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{xml, Domain, Runtime, State, VirtError};
+use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
 
 #[derive(Default)]
@@ -13,6 +13,10 @@ pub struct Fake {
     pub networks: RefCell<BTreeSet<String>>,
     /// Operations that fail, by the `op` names used in [`VirtError::Op`].
     pub failing: RefCell<BTreeSet<&'static str>>,
+    /// What `usage` returns for a running domain; each call adds `busy_ns` of CPU
+    /// time, as if the container kept one CPU busy for that long between samples.
+    pub usage: RefCell<BTreeMap<String, Usage>>,
+    pub busy_ns: std::cell::Cell<u64>,
 }
 
 impl Fake {
@@ -101,5 +105,20 @@ impl Runtime for Fake {
         self.check("start network", &net.name)?;
         self.networks.borrow_mut().insert(net.name.clone());
         Ok(())
+    }
+
+    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError> {
+        self.check("read usage of", name)?;
+        if !self.domain(name)?.is_some_and(|d| d.state.is_active()) {
+            return Ok(None);
+        }
+        let mut u = self.usage.borrow_mut();
+        let e = u.entry(name.to_string()).or_default();
+        e.cpu_ns += self.busy_ns.get();
+        Ok(Some(*e))
+    }
+
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        Ok(self.domain(name)?.filter(|d| d.state.is_active()).map(|_| 1))
     }
 }

@@ -7,7 +7,7 @@ use virt::domain::Domain as VDomain;
 use virt::error::ErrorNumber;
 use virt::sys;
 
-use super::{xml, Domain, Runtime, State, VirtError};
+use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
 
 pub struct Libvirt {
@@ -188,5 +188,41 @@ impl Runtime for Libvirt {
             n.set_autostart(true).map_err(op("set autostart of network", &net.name))?;
         }
         Ok(())
+    }
+
+    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError> {
+        let Some(d) = self.lookup(name)? else { return Ok(None) };
+        // One call gives both: for LXC, libvirt reads the container's cpuacct and
+        // memory cgroups (memory in KiB), on cgroup v1 and v2 alike.
+        match d.info() {
+            Ok(i) if d.is_active().unwrap_or(false) => Ok(Some(Usage { cpu_ns: i.cpu_time, memory_bytes: i.memory * 1024 })),
+            Ok(_) => Ok(None),
+            Err(e) if is(&e, ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(op("read usage of", name)(e)),
+        }
+    }
+
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        let Some(d) = self.lookup(name)? else { return Ok(None) };
+        // An LXC domain's ID is the PID of its libvirt_lxc controller, and the
+        // container's init is the controller's only child. (libvirt's own
+        // virDomainLxcOpenNamespace is in libvirt-lxc, which the virt crate does not bind.)
+        let Some(controller) = d.id() else { return Ok(None) };
+        let tasks = format!("/proc/{controller}/task");
+        let children = std::fs::read_dir(&tasks)
+            .map_err(|e| VirtError::Op { op: "find the init of", object: name.into(), msg: format!("{tasks}: {e}") })?
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        match children.as_slice() {
+            [pid] => Ok(Some(*pid)),
+            [] => Ok(None), // stopping, or not yet started
+            more => Err(VirtError::Op {
+                op: "find the init of",
+                object: name.into(),
+                msg: format!("its controller (PID {controller}) has {} children", more.len()),
+            }),
+        }
     }
 }

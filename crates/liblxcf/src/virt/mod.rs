@@ -75,6 +75,15 @@ pub struct Domain {
     pub meta: Option<Meta>,
 }
 
+/// What a running container uses, as the runtime counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// CPU time of all its processes since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use (its memory cgroup's usage: resident pages and page cache).
+    pub memory_bytes: u64,
+}
+
 /// The operations lxcf needs from a container runtime.
 pub trait Runtime {
     /// Every domain, lxcf's and others'.
@@ -92,4 +101,9 @@ pub trait Runtime {
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.
     fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError>;
+    /// CPU time and memory of a running container; `None` when it is not running.
+    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError>;
+    /// The PID, in the host's PID namespace, of the container's init; `None` when
+    /// it is not running.
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError>;
 }
