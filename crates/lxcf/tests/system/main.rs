@@ -4,8 +4,12 @@
 //! Without root or libvirt they are skipped, except under `CI=true`, where they fail.
 
 mod common;
+mod pty;
 
 mod bad_input;
 mod concurrent;
+mod enter;
+mod fleet;
 mod lifecycle;
 mod separate;
+mod shell;
