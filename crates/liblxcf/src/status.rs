@@ -42,38 +42,40 @@ pub fn cpu_percent(before: u64, after: u64, dt: Duration) -> f64 {
     after.saturating_sub(before) as f64 / dt.as_nanos() as f64 * 100.0
 }
 
-fn sample(rt: &dyn Runtime, names: &[&str]) -> BTreeMap<String, (Instant, Usage)> {
-    let mut out = BTreeMap::new();
-    for n in names {
-        match rt.usage(n) {
-            Ok(Some(u)) => {
-                out.insert(n.to_string(), (Instant::now(), u));
-            }
-            // Stopped meanwhile: shown without figures.
-            Ok(None) => {}
-            Err(e) => tracing::debug!("{n}: no usage figures: {e}"),
-        }
-    }
-    out
+/// When the reading started, and what it found; nothing when it failed (the list
+/// is still worth showing without figures).
+fn sample(rt: &dyn Runtime, names: &[&str]) -> (Instant, BTreeMap<String, Usage>) {
+    let t = Instant::now();
+    let u = rt.usage(names).unwrap_or_else(|e| {
+        tracing::debug!("no usage figures: {e}");
+        BTreeMap::new()
+    });
+    tracing::debug!("usage of {} running containers read in {:?}", u.len(), t.elapsed());
+    (t, u)
 }
 
 /// The containers of this configuration with CPU % over `window` and memory in use.
+///
+/// Each reading visits the containers in the same order at about the same pace, so
+/// the time between the starts of the two readings is each one's interval, give or
+/// take the jitter of one request.
 pub fn list(cfg: &Config, rt: &dyn Runtime, window: Duration) -> ops::Result<Vec<Status>> {
     let list = ops::list(cfg, rt)?;
     let running: Vec<&str> = list.iter().filter(|c| c.state.is_active()).map(|c| c.name.as_str()).collect();
-    let first = sample(rt, &running);
-    let mut second = BTreeMap::new();
-    if let Some((start, _)) = first.values().next() {
-        let left = window.saturating_sub(start.elapsed());
-        std::thread::sleep(left);
-        second = sample(rt, &running);
-    }
+    let (t0, first) = sample(rt, &running);
+    let (t1, second) = if first.is_empty() {
+        (t0, BTreeMap::new())
+    } else {
+        std::thread::sleep(window.saturating_sub(t0.elapsed()));
+        sample(rt, &running)
+    };
+    let dt = t1.duration_since(t0);
     Ok(list
         .into_iter()
         .map(|c| {
             let live = match (first.get(&c.name), second.get(&c.name)) {
-                (Some((t0, a)), Some((t1, b))) => Some(Live {
-                    cpu_percent: cpu_percent(a.cpu_ns, b.cpu_ns, t1.duration_since(*t0)),
+                (Some(a), Some(b)) => Some(Live {
+                    cpu_percent: cpu_percent(a.cpu_ns, b.cpu_ns, dt),
                     cpu_ns: b.cpu_ns,
                     memory_bytes: b.memory_bytes,
                 }),

@@ -107,15 +107,16 @@ impl Runtime for Fake {
         Ok(())
     }
 
-    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError> {
-        self.check("read usage of", name)?;
-        if !self.domain(name)?.is_some_and(|d| d.state.is_active()) {
-            return Ok(None);
-        }
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {
+        self.check("read usage of", "domains")?;
         let mut u = self.usage.borrow_mut();
-        let e = u.entry(name.to_string()).or_default();
-        e.cpu_ns += self.busy_ns.get();
-        Ok(Some(*e))
+        let mut out = BTreeMap::new();
+        for d in self.domains()?.into_iter().filter(|d| d.state.is_active() && names.contains(&d.name.as_str())) {
+            let e = u.entry(d.name.clone()).or_default();
+            e.cpu_ns += self.busy_ns.get();
+            out.insert(d.name, *e);
+        }
+        Ok(out)
     }
 
     fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {

@@ -1,5 +1,6 @@
 //! [`Runtime`] on libvirt's LXC driver, through the `virt` crate.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -190,16 +191,28 @@ impl Runtime for Libvirt {
         Ok(())
     }
 
-    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError> {
-        let Some(d) = self.lookup(name)? else { return Ok(None) };
-        // One call gives both: for LXC, libvirt reads the container's cpuacct and
-        // memory cgroups (memory in KiB), on cgroup v1 and v2 alike.
-        match d.info() {
-            Ok(i) if d.is_active().unwrap_or(false) => Ok(Some(Usage { cpu_ns: i.cpu_time, memory_bytes: i.memory * 1024 })),
-            Ok(_) => Ok(None),
-            Err(e) if is(&e, ErrorNumber::NoDomain) => Ok(None),
-            Err(e) => Err(op("read usage of", name)(e)),
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {
+        let active = self.conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(op("list", "running domains"))?;
+        let mut out = BTreeMap::new();
+        for d in &active {
+            // The name is kept by the client: no request.
+            let Ok(name) = d.name() else { continue };
+            if !names.contains(&name.as_str()) {
+                continue;
+            }
+            // One request gives both: for LXC, libvirt reads the container's cpuacct
+            // and memory cgroups (memory in KiB), on cgroup v1 and v2 alike.
+            match d.info() {
+                Ok(i) if i.state != virt::enumutil::Enum::Known(virt::domain::DomainState::Shutoff) => {
+                    out.insert(name, Usage { cpu_ns: i.cpu_time, memory_bytes: i.memory * 1024 });
+                }
+                Ok(_) => {}
+                // Stopped and undefined since the listing.
+                Err(e) if is(&e, ErrorNumber::NoDomain) || is(&e, ErrorNumber::OperationInvalid) => {}
+                Err(e) => return Err(op("read usage of", &name)(e)),
+            }
         }
+        Ok(out)
     }
 
     fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {

@@ -2,6 +2,7 @@
 //! the [`Runtime`] trait, so operations are unit-tested against [`fake::Fake`], and
 //! a second runtime (systemd-nspawn) could be added behind the same trait.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,8 +102,11 @@ pub trait Runtime {
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.
     fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError>;
-    /// CPU time and memory of a running container; `None` when it is not running.
-    fn usage(&self, name: &str) -> Result<Option<Usage>, VirtError>;
+    /// CPU time and memory of those of `names` that are running. One call for all:
+    /// `list` reads them twice for CPU %, and per-name lookups would double its
+    /// requests. Only these: reading a domain that another client is starting or
+    /// stopping waits for that to finish.
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError>;
     /// The PID, in the host's PID namespace, of the container's init; `None` when
     /// it is not running.
     fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError>;

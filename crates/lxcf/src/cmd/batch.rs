@@ -68,3 +68,38 @@ pub fn run<T: Send>(
         hint: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(names: &[&str]) -> (Targets, Vec<String>) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        (Targets { names: names.clone(), count: None, jobs: Some(2) }, names)
+    }
+
+    fn fail(code: Exit) -> Failure {
+        Failure { code, message: "no".into(), hint: Some("try this".into()) }
+    }
+
+    #[test]
+    fn one_container_fails_with_its_own_error() {
+        let (t, names) = targets(&["a"]);
+        let e = run("start", &t, &names, |_| Err::<(), _>(fail(Exit::NotFound)), |_| String::new()).unwrap_err();
+        assert_eq!((e.code, e.message.as_str(), e.hint.as_deref()), (Exit::NotFound, "no", Some("try this")));
+    }
+
+    #[test]
+    fn failures_are_listed_with_their_common_code() {
+        let (t, names) = targets(&["a", "b", "c"]);
+        let e = run("start", &t, &names, |n| if n == "a" { Ok(()) } else { Err(fail(Exit::NotFound)) }, |_| "ok".into())
+            .unwrap_err();
+        assert_eq!(e.code, Exit::NotFound);
+        assert!(e.message.starts_with("start: 2 of 3 containers failed (") && e.message.ends_with("): b, c"), "{}", e.message);
+        // Different causes: plain failure.
+        let e = run("start", &t, &names, |n| Err::<(), _>(fail(if n == "a" { Exit::Conflict } else { Exit::NotFound })), |_| "".into())
+            .unwrap_err();
+        assert_eq!(e.code, Exit::Failure);
+        assert!(run("start", &t, &names, |_| Ok(()), |_| "ok".into()).is_ok());
+    }
+}
