@@ -34,7 +34,7 @@ fn batch_with_one_failure() {
         assert!(o.stderr.contains(&format!("{n}: created (joint model")), "{}", o.stderr);
     }
     assert!(o.stderr.contains(&format!("{x2}: error: the name `{x2}` is taken")), "{}", o.stderr);
-    assert!(o.stderr.contains(&format!("lxcf: error: sysgen: 1 of 3 containers failed")), "{}", o.stderr);
+    assert!(o.stderr.contains("lxcf: error: sysgen: 1 of 3 containers failed"), "{}", o.stderr);
     assert!(o.stderr.trim_end().ends_with(&x2), "the summary names the failure: {}", o.stderr);
     // Nothing half-made for x0002; the others run.
     assert_eq!(defined(&env), vec![x1.clone(), x3.clone()]);
