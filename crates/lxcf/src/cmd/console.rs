@@ -28,7 +28,6 @@ pub fn run(cfg: &Config, a: Args) -> Result<u8, Failure> {
     if a.force {
         virsh.arg("--force");
     }
-    eprintln!("{}: console; leave with Ctrl-]", a.name);
     let status = virsh.status().map_err(|e| Failure {
         code: Exit::Failure,
         message: format!("cannot run virsh: {e}"),

@@ -98,7 +98,7 @@ fn bad_batches_change_nothing() {
 /// The density the issue asks for: 40 joint containers at once, each booted.
 #[test]
 fn forty_containers() {
-    let Some(env) = Env::new() else { return };
+    let Some(env) = Env::with(Opts { alone: true, ..Opts::default() }) else { return };
     let p = env.name("d");
     let t = Instant::now();
     let o = env.lxcf(&["sysgen", "-n", "40", &p]);
