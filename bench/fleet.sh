@@ -106,7 +106,8 @@ script_run() {
         i=$((i + 1))
         r="$work/script/$c"
         mkdir -p "$r"
-        cp -a --one-file-system /etc /var "$r/"
+        # A live /var: files that vanish while cp reads (dpkg, logs) are not errors here.
+        cp -a --one-file-system /etc /var "$r/" 2>/dev/null || true
         for d in dev proc sys tmp run boot home media mnt opt srv root usr; do mkdir -p "$r/$d"; done
         for l in bin sbin lib lib64; do [ -L "/$l" ] && ln -s "$(readlink "/$l")" "$r/$l"; done
         echo "$c" >"$r/etc/hostname"
