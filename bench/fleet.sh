@@ -144,8 +144,8 @@ unload() {
 
 echo "fleet bench: N=$n, $(nproc) CPUs, $(uname -r), order: $order"
 # The network exists before either run starts: neither pays for creating it.
-"$lxcf" sysgen "${pfx}warm" >/dev/null 2>&1
-"$lxcf" erase "${pfx}warm" >/dev/null 2>&1
+"$lxcf" sysgen "${pfx}warm" 2>"$work/warm.log" || { cat "$work/warm.log" >&2; exit 1; }
+"$lxcf" erase "${pfx}warm" 2>/dev/null
 for who in $order; do
     settle
     sleep 5
@@ -183,10 +183,12 @@ l = [c for c in json.load(open(sys.argv[1])) if c["memory_bytes"] is not None]
 print("joint: memory cgroup (libvirt) per container %.1f MiB (mean of %d)" % (sum(c["memory_bytes"] for c in l) / len(l) / 2**20, len(l)))
 PY
         pss_total=0
+        sampled=0
         for c in $(names b | tr ' ' '\n' | head -5); do
             pss_total=$((pss_total + $(pss_kib "$c")))
+            sampled=$((sampled + 1))
         done
-        printf 'joint: PSS of its processes per container %.1f MiB (mean of 5)\n' "$(echo "$pss_total / 5 / 1024" | bc -l)"
+        printf 'joint: PSS of its processes per container %.1f MiB (mean of %d)\n' "$(echo "$pss_total / $sampled / 1024" | bc -l)" "$sampled"
 
         # list with N running: the median of 7.
         for i in 1 2 3 4 5 6 7; do

@@ -75,9 +75,10 @@ pub fn targets(names: &[String], count: Option<u32>) -> Result<Vec<String>, Batc
 }
 
 /// How many containers to work on at once unless the user says: two per CPU, at
-/// least 2 and at most 8. The work is mostly waiting for the kernel (file creation,
-/// namespace and cgroup setup) and for libvirtd, which serves a few requests at a
-/// time; more than 8 only lengthens each container's time (bench/fleet.sh).
+/// least 2 and at most 8. Building a root is mostly file creation in the kernel and
+/// starting a container waits on libvirtd, so a few more threads than CPUs keep the
+/// CPUs busy; the cap keeps a big host from booting dozens at once (each boot costs
+/// about a CPU-second, bench/fleet.sh). `-j` overrides it.
 pub fn default_jobs() -> usize {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (2 * cpus).clamp(2, 8)
