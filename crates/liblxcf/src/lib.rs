@@ -12,6 +12,7 @@ pub mod lock;
 pub mod name;
 pub mod net;
 pub mod ops;
+pub mod resources;
 pub mod rootfs;
 pub mod scoped;
 pub mod virt;
