@@ -15,4 +15,5 @@ pub mod ops;
 pub mod resources;
 pub mod rootfs;
 pub mod scoped;
+pub mod tune;
 pub mod virt;
