@@ -292,8 +292,9 @@ impl Group {
     }
 
     /// Sets the NUMA nodes the container may allocate from (`None`: all its parent
-    /// has). Pages already allocated stay where they are unless cpuset.memory_migrate
-    /// is on (libvirt turns it on for its domains).
+    /// has). New allocations follow at once; pages already allocated stay where they
+    /// are, as cpuset.memory_migrate is off in libvirt-LXC's cgroups (and at start,
+    /// libvirt sets cpuset.mems before anything is allocated).
     pub fn set_mems(&self, nodes: Option<&IdSet>) -> Result<(), CgroupError> {
         let value = match nodes {
             Some(n) => n.to_string(),
