@@ -127,8 +127,13 @@ fn global_lock(cfg: &Config) -> Result<Lock> {
     Ok(lock::exclusive(&lock_dir(cfg).join("lock"))?)
 }
 
-pub(crate) fn name_lock(cfg: &Config, name: &str) -> Result<Lock> {
+fn name_lock(cfg: &Config, name: &str) -> Result<Lock> {
     lock::try_exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?.ok_or_else(|| Error::Busy(name.into()))
+}
+
+/// NAME's lock, waiting for it: for short changes that may queue behind each other.
+pub(crate) fn name_lock_wait(cfg: &Config, name: &str) -> Result<Lock> {
+    Ok(lock::exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?)
 }
 
 pub fn container_dir(cfg: &Config, name: &str) -> PathBuf {

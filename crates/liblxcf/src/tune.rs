@@ -30,8 +30,9 @@ pub fn set(cfg: &Config, rt: &dyn Runtime, name: &str, reqs: &[Request]) -> Resu
 /// [`set`] on a given host (a fake one in the tests).
 pub fn set_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, name: &str, reqs: &[Request]) -> Result<Applied> {
     ops::lxcf_domain(cfg, rt, name)?;
-    // One change at a time per container: each reads the definition, then rewrites it.
-    let _lock = ops::name_lock(cfg, name)?;
+    // One change at a time per container (each reads the definition, then rewrites
+    // it); a second waits its turn.
+    let _lock = ops::name_lock_wait(cfg, name)?;
     let (d, _) = ops::lxcf_domain(cfg, rt, name)?;
     let live = d.state.is_active();
     let mut now = rt.resources(name)?;

@@ -309,6 +309,27 @@ fn bad_resource_input_changes_nothing() {
     let o = env.lxcf(&["sysgen", &env.name("new"), "--blkio_r", "10M"]);
     assert!(o.code == 2 && o.stderr.contains("expected DEVICE,RATE"), "{}", o.stderr);
     assert_eq!(env.snapshot(), before);
+
+    // Changes made at the same time wait for each other; none is lost (cpun and numa
+    // rewrite the whole definition, which would drop a change made meanwhile).
+    let cmds: [&[&str]; 6] = [
+        &["cpun", &c, "0"],
+        &["cpurate", &c, "40"],
+        &["memlimit", &c, "768M"],
+        &["numa", &c, "0"],
+        &["net_in", &c, "2M"],
+        &["blkio_w", &c, "/", "1M"],
+    ];
+    let spawned: Vec<_> =
+        cmds.iter().map(|a| std::process::Command::new(LXCF).env("LXCF_CONFIG", &env.config).args(*a).spawn().unwrap()).collect();
+    for mut p in spawned {
+        assert!(p.wait().unwrap().success());
+    }
+    let v: serde_json::Value = serde_json::from_str(&show_json(&env, &c)).unwrap();
+    let get = |s: &str| v["settings"].as_array().unwrap().iter().find(|r| r["setting"] == s).unwrap().clone();
+    for (s, want) in [("cpun", serde_json::json!("0")), ("numa", "0".into()), ("cpurate", 40.into()), ("memlimit", (768u64 << 20).into()), ("net_in", (2u64 << 20).into()), ("net_out", (1u64 << 20).into()), ("blkio_w", (1u64 << 20).into())] {
+        assert_eq!((&get(s)["configured"], &get(s)["effective"]), (&want, &want), "{s}: {v}");
+    }
     env.lxcf(&["erase", &c]).ok("erase");
 }
 
