@@ -17,7 +17,8 @@ cleanup() {
     v net-undefine lxcfbtune >/dev/null 2>&1 || true
     rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
 touch "$work/hosts"
 cat >"$work/lxcf.conf" <<CONF
 [Model]
