@@ -175,6 +175,11 @@ fn every_setting_live_kept_and_removed() {
     for (f, v) in throttles {
         assert_eq!(cg.read("blkio", f), format!("{disk} {v}"), "{f}");
     }
+    // libvirt's live view agrees (lxcf goes through it for these).
+    let bt = virsh(&["blkiotune", &c, "--live"]).ok("blkiotune").stdout;
+    let line = |k: &str| bt.lines().find(|l| l.starts_with(k)).unwrap_or_default().to_string();
+    assert!(line("device_read_bytes_sec").ends_with(",10485760"), "{bt}");
+    assert!(line("device_write_iops_sec").ends_with(",200"), "{bt}");
     set(&env, &["net_in", &c, "2M"]);
     set(&env, &["net_out", &c, "500K"]);
     let (i, o) = tc_rates(&env, &c);
