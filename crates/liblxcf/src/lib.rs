@@ -12,6 +12,8 @@ pub mod lock;
 pub mod name;
 pub mod net;
 pub mod ops;
+pub mod resources;
 pub mod rootfs;
 pub mod scoped;
+pub mod tune;
 pub mod virt;

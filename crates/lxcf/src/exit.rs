@@ -40,6 +40,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let code = match &e {
             Error::Name(_) => Exit::Usage,
+            Error::Resource(r) if r.is_usage() => Exit::Usage,
             Error::NotFound(_) => Exit::NotFound,
             Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } => Exit::Conflict,
             Error::Virt(VirtError::Connect { .. }) => Exit::Unavailable,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use liblxcf::resources::Throttle;
 
 mod cmd;
 mod exit;
@@ -38,6 +39,36 @@ enum Command {
     Sysstart(cmd::sysstart::Args),
     /// List the containers: name, state, model, IP, autostart.
     List(cmd::list::Args),
+    /// Set the CPUs a container may run on.
+    Cpun(cmd::tune::Cpun),
+    /// Set a container's share of the host's CPU time, in percent.
+    Cpurate(cmd::tune::Cpurate),
+    /// Set the NUMA nodes a container takes memory from.
+    Numa(cmd::tune::Numa),
+    /// Set a container's memory limit.
+    Memlimit(cmd::tune::Memlimit),
+    /// Set a container's memory+swap limit.
+    Memswlimit(cmd::tune::Memswlimit),
+    /// Limit a container's reads from a disk, in bytes per second.
+    #[command(name = "blkio_r")]
+    BlkioR(cmd::tune::Blkio),
+    /// Limit a container's writes to a disk, in bytes per second.
+    #[command(name = "blkio_w")]
+    BlkioW(cmd::tune::Blkio),
+    /// Limit a container's reads from a disk, in operations per second.
+    #[command(name = "blkioops_r")]
+    BlkioopsR(cmd::tune::Blkioops),
+    /// Limit a container's writes to a disk, in operations per second.
+    #[command(name = "blkioops_w")]
+    BlkioopsW(cmd::tune::Blkioops),
+    /// Limit the network traffic into a container, in bytes per second.
+    #[command(name = "net_in")]
+    NetIn(cmd::tune::Net),
+    /// Limit the network traffic out of a container, in bytes per second.
+    #[command(name = "net_out")]
+    NetOut(cmd::tune::Net),
+    /// Show a container's resource settings: configured, and in effect.
+    Show(cmd::show::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,5 +117,17 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Stop(a) => cmd::stop::run(&cfg, a),
         Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
         Command::List(a) => cmd::list::run(&cfg, a),
+        Command::Cpun(a) => cmd::tune::cpun(&cfg, a),
+        Command::Cpurate(a) => cmd::tune::cpurate(&cfg, a),
+        Command::Numa(a) => cmd::tune::numa(&cfg, a),
+        Command::Memlimit(a) => cmd::tune::memlimit(&cfg, a),
+        Command::Memswlimit(a) => cmd::tune::memswlimit(&cfg, a),
+        Command::BlkioR(a) => cmd::tune::blkio(&cfg, Throttle::ReadBps, a),
+        Command::BlkioW(a) => cmd::tune::blkio(&cfg, Throttle::WriteBps, a),
+        Command::BlkioopsR(a) => cmd::tune::blkioops(&cfg, Throttle::ReadIops, a),
+        Command::BlkioopsW(a) => cmd::tune::blkioops(&cfg, Throttle::WriteIops, a),
+        Command::NetIn(a) => cmd::tune::net_in(&cfg, a),
+        Command::NetOut(a) => cmd::tune::net_out(&cfg, a),
+        Command::Show(a) => cmd::show::run(&cfg, a),
     }
 }

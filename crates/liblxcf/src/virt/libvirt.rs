@@ -9,13 +9,14 @@ use virt::sys;
 
 use super::{xml, Domain, Runtime, State, VirtError};
 use crate::config::NetConfig;
+use crate::resources::{Effective, Setting, Settings};
 
 pub struct Libvirt {
     conn: Connect,
     uri: String,
 }
 
-fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
+pub(super) fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
     move |e| VirtError::Op { op, object: object.to_string(), msg: e.message().to_string() }
 }
 
@@ -43,7 +44,7 @@ impl Libvirt {
         }
     }
 
-    fn get(&self, name: &str) -> Result<VDomain, VirtError> {
+    pub(super) fn get(&self, name: &str) -> Result<VDomain, VirtError> {
         self.lookup(name)?.ok_or_else(|| VirtError::Op { op: "find", object: name.into(), msg: "no such domain".into() })
     }
 
@@ -188,5 +189,22 @@ impl Runtime for Libvirt {
             n.set_autostart(true).map_err(op("set autostart of network", &net.name))?;
         }
         Ok(())
+    }
+
+    // Resource settings: in virt::tune, which says which way each takes.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError> {
+        self.settings_of(name)
+    }
+
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError> {
+        self.change_setting(name, s, live)
+    }
+
+    fn reapply(&self, name: &str) -> Result<(), VirtError> {
+        self.reapply_net(name)
+    }
+
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError> {
+        self.effective_of(name)
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use crate::config::NetConfig;
 use crate::layout::Model;
+use crate::resources::{Effective, Setting, Settings};
 
 pub mod libvirt;
+pub mod tune;
 pub mod xml;
 
 #[cfg(test)]
@@ -92,4 +94,15 @@ pub trait Runtime {
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.
     fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError>;
+    /// The resource settings in the persistent definition.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError>;
+    /// Changes one resource setting in the persistent definition and, with `live`, in
+    /// the running container.
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError>;
+    /// Sets, on a container that has just started, what the runtime does not set at
+    /// start by itself: the network rates. (lxcf's libvirt hook does the same for
+    /// starts lxcf does not make.)
+    fn reapply(&self, name: &str) -> Result<(), VirtError>;
+    /// The limits in effect, read back from the kernel; `None` when it is not running.
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError>;
 }

@@ -2,10 +2,12 @@
 
 pub mod erase;
 pub mod list;
+pub mod show;
 pub mod start;
 pub mod stop;
 pub mod sysgen;
 pub mod sysstart;
+pub mod tune;
 
 use liblxcf::config::Config;
 use liblxcf::virt::libvirt::Libvirt;

@@ -8,4 +8,5 @@ mod common;
 mod bad_input;
 mod concurrent;
 mod lifecycle;
+mod resources;
 mod separate;
