@@ -9,6 +9,7 @@ pub mod config;
 pub mod copy;
 pub mod layout;
 pub mod lock;
+pub mod merge;
 pub mod name;
 pub mod net;
 pub mod ops;
