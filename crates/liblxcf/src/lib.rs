@@ -15,4 +15,5 @@ pub mod net;
 pub mod ops;
 pub mod rootfs;
 pub mod scoped;
+pub mod update;
 pub mod virt;

@@ -115,7 +115,7 @@ pub struct Container {
 }
 
 /// Where the locks live: beside the containers, in a directory no container name can take.
-fn lock_dir(cfg: &Config) -> PathBuf {
+pub(crate) fn lock_dir(cfg: &Config) -> PathBuf {
     cfg.root.join(".lxcf")
 }
 
@@ -260,7 +260,7 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
 }
 
 /// The domain of an lxcf container of this configuration.
-fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
+pub(crate) fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
     name::validate(name)?;
     let d = rt.domain(name)?.ok_or_else(|| Error::NotFound(name.into()))?;
     let meta = d.meta.clone().ok_or_else(|| Error::Foreign(name.into()))?;
