@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod copy;
+pub mod deploy;
 pub mod layout;
 pub mod lock;
 pub mod merge;
