@@ -38,6 +38,10 @@ enum Command {
     Sysstart(cmd::sysstart::Args),
     /// List the containers: name, state, model, IP, autostart.
     List(cmd::list::Args),
+    /// Run a package command for every container and the host, all or nothing.
+    Update(cmd::update::Args),
+    /// Copy a host file or directory to the same path in every container.
+    Deploy(cmd::deploy::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,9 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         });
     }
     let cfg = liblxcf::config::Config::load(&cli.config).map_err(exit::Failure::config)?;
+    // An interrupted `lxcf update` is finished or rolled back before anything else.
+    let locks_itself = matches!(cli.command, Command::Update(_) | Command::Deploy(_));
+    let _update_lock = cmd::update::before(&cfg, locks_itself)?;
     match cli.command {
         Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
         Command::Erase(a) => cmd::erase::run(&cfg, a),
@@ -86,5 +93,7 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Stop(a) => cmd::stop::run(&cfg, a),
         Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
         Command::List(a) => cmd::list::run(&cfg, a),
+        Command::Update(a) => cmd::update::run(&cfg, a),
+        Command::Deploy(a) => cmd::deploy::run(&cfg, a),
     }
 }

@@ -6,6 +6,8 @@ pub mod start;
 pub mod stop;
 pub mod sysgen;
 pub mod sysstart;
+pub mod update;
+pub mod deploy;
 
 use liblxcf::config::Config;
 use liblxcf::virt::libvirt::Libvirt;
