@@ -9,3 +9,5 @@ mod bad_input;
 mod concurrent;
 mod lifecycle;
 mod separate;
+mod update;
+mod deploy;
