@@ -180,7 +180,9 @@ fn merge_dir(src: &OwnedFd, dst: &OwnedFd, m: &mut Merge, rel: &Path, stats: &mu
         let path = label.join(p);
         move |e: Errno| MergeError::Io { op, path, source: e.into() }
     };
+    let mut changed = false;
     for n in names(src).map_err(io("read directory", rel))? {
+        changed = true;
         let name = OsStr::from_bytes(n.to_bytes());
         let r = rel.join(name);
         let Some(s) = stat_at(src, &n).map_err(io("stat", &r))? else { continue };
@@ -240,6 +242,11 @@ fn merge_dir(src: &OwnedFd, dst: &OwnedFd, m: &mut Merge, rel: &Path, stats: &mu
             stats.moved += 1;
         }
         (m.after_entry)(&r);
+    }
+    // The renames into this directory are on disk before the merge is said done
+    // (and the update's journal removed).
+    if changed {
+        rustix::fs::fsync(dst).map_err(io("sync", rel))?;
     }
     Ok(())
 }

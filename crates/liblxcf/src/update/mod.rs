@@ -57,8 +57,8 @@ pub enum Error {
     Lock(#[from] LockError),
     #[error("cannot {op} {}: {source}", path.display())]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("cannot stop container `{name}` for the update: {source}")]
-    Stop { name: String, source: VirtError },
+    #[error("cannot stop the containers for the update: {0}")]
+    Stop(VirtError),
     #[error("the update is committed for some containers but not yet for `{name}`: {source}")]
     Commit { name: String, source: MergeError },
 }
@@ -177,6 +177,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub targets: Vec<Target>,
+    /// How long each phase took, in order: `stop`, `containers`, `host`, `commit`, `start`.
+    pub phases: Vec<(&'static str, f64)>,
     /// True when every target succeeded and the changes were kept.
     pub committed: bool,
     /// An interrupted earlier update that was finished or rolled back first.
@@ -317,12 +319,20 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         undo.push("roll the update back", move || rollback(cfg, rt, &dir, &j).map(drop).map_err(|e| e.to_string()));
     }
 
-    let mut down_since: BTreeMap<&str, Instant> = BTreeMap::new();
-    for c in containers.iter().filter(|c| c.state.is_active()) {
-        progress(Event::Stopping(&c.name));
-        down_since.insert(&c.name, Instant::now());
-        rt.shutdown(&c.name, STOP_TIMEOUT).map_err(|source| Error::Stop { name: c.name.clone(), source })?;
+    let mut phases = Vec::new();
+    let mut phase = |name: &'static str, since: Instant| {
+        let s = since.elapsed().as_secs_f64();
+        tracing::info!("{name}: {s:.3} s");
+        phases.push((name, s));
+        Instant::now()
+    };
+    let running: Vec<&str> = containers.iter().filter(|c| c.state.is_active()).map(|c| c.name.as_str()).collect();
+    let down_since = Instant::now();
+    for n in &running {
+        progress(Event::Stopping(n));
     }
+    rt.shutdown_all(&running, STOP_TIMEOUT).map_err(Error::Stop)?;
+    let t = phase("stop", down_since);
     crash_point(|| "stopped".into());
 
     let works: Vec<PathBuf> = containers.iter().map(|c| dir.join(&c.name)).collect();
@@ -336,6 +346,7 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         .map(|(c, w)| Job { name: &c.name, model: c.meta.model, root: &c.meta.root, work: w, command: req.command })
         .collect();
     let outcomes = run_all(runner, &jobs, progress);
+    let t = phase("containers", t);
     let mut targets: Vec<Target> = containers
         .iter()
         .zip(outcomes)
@@ -358,7 +369,7 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
             targets.push(host_target(Status::NotRun, None));
         }
         drop(undo);
-        return Ok(Report { targets, committed: false, recovered });
+        return Ok(Report { targets, committed: false, phases, recovered });
     }
     crash_point(|| "ran".into());
 
@@ -371,17 +382,18 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         if !o.success() {
             targets.push(host_target(Status::Failed, Some(o)));
             drop(undo);
-            return Ok(Report { targets, committed: false, recovered });
+            return Ok(Report { targets, committed: false, phases, recovered });
         }
         targets.push(host_target(Status::Updated, Some(o)));
     }
+    let t = phase("host", t);
     crash_point(|| "host".into());
 
     // The point of no return: the uppers are on disk, then the journal says commit.
     for w in &works {
         discard_scratch(w)?;
+        sync_tree(&upper(w))?;
     }
-    sync_fs(&dir)?;
     journal.phase = Phase::Commit;
     journal.write(&dir)?;
     undo.commit();
@@ -389,8 +401,9 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         commit_member(&dir, m)?;
         progress(Event::Committed(&m.name));
     }
-    sync_fs(&dir)?;
+    let t = phase("commit", t);
     let restarts = restart(cfg, rt, &journal, progress);
+    phase("start", t);
     finish(&dir)?;
     for t in targets.iter_mut() {
         if t.model.is_some() {
@@ -398,12 +411,12 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         }
         if let Some(r) = restarts.get(&t.name) {
             match r {
-                Ok(at) => t.downtime = down_since.get(t.name.as_str()).map(|s| at.duration_since(*s).as_secs_f64()),
+                Ok(at) => t.downtime = Some(at.duration_since(down_since).as_secs_f64()),
                 Err(e) => t.restart_error = Some(e.clone()),
             }
         }
     }
-    Ok(Report { targets, committed: true, recovered })
+    Ok(Report { targets, committed: true, phases, recovered })
 }
 
 fn host_only(runner: &dyn Runner, req: &Request, progress: &mut dyn FnMut(Event), recovered: Option<Recovered>) -> Report {
@@ -416,7 +429,7 @@ fn host_only(runner: &dyn Runner, req: &Request, progress: &mut dyn FnMut(Event)
         targets.push(Target { name: "host".into(), model: None, status, outcome: Some(o), downtime: None, restart_error: None });
     }
     let committed = targets.iter().all(|t| t.status == Status::Updated);
-    Report { targets, committed, recovered }
+    Report { targets, committed, phases: Vec::new(), recovered }
 }
 
 fn create_private_dir(p: &Path) -> Result<()> {
@@ -471,11 +484,21 @@ fn discard_scratch(work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Flushes the filesystem holding `dir`: the uppers must be on disk before the
-/// journal says they are to be committed.
-fn sync_fs(dir: &Path) -> Result<()> {
-    let f = std::fs::File::open(dir).map_err(io("open", dir))?;
-    rustix::fs::syncfs(&f).map_err(|e| io("sync", dir)(e.into()))
+/// Puts the files and directories of an upper on disk: they must be there
+/// before the journal says they are to be committed. (The overlay was mounted
+/// `volatile`, so the package manager's own fsyncs did not reach them.) Only this
+/// tree is flushed, not the whole filesystem with the other containers' data.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(io("read", dir))? {
+        let e = e.map_err(io("read", dir))?;
+        let t = e.file_type().map_err(io("stat", &e.path()))?;
+        if t.is_dir() {
+            sync_tree(&e.path())?;
+        } else if t.is_file() {
+            std::fs::File::open(e.path()).and_then(|f| f.sync_all()).map_err(io("sync", &e.path()))?;
+        }
+    }
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io("sync", dir))
 }
 
 /// Applies one container's upper directory to its root; restartable.
@@ -506,22 +529,42 @@ fn commit_member(dir: &Path, m: &Member) -> Result<()> {
 }
 
 /// Starts the members that were running and are stopped now. Each result is the
-/// time the start returned, or why it failed.
+/// time its start returned, or why it failed.
+///
+/// One after the other: starting several domains at once on one libvirt
+/// connection (threads) once left a container running but unmanageable here
+/// (libvirt 9.0 lost its monitor: "End of file while reading data" in its log,
+/// `lxc-enter-namespace` failing), so starts are not overlapped.
 fn restart(cfg: &Config, rt: &dyn Runtime, j: &Journal, progress: &mut dyn FnMut(Event)) -> BTreeMap<String, std::result::Result<Instant, String>> {
     let mut out = BTreeMap::new();
+    let mut names = Vec::new();
     for m in j.members.iter().filter(|m| m.was_running) {
-        let r = match ops::start(cfg, rt, &m.name) {
-            Ok(true) => {
-                progress(Event::Started(&m.name));
+        match rt.domain(&m.name) {
+            Ok(Some(d)) if d.state.is_active() => {
+                out.insert(m.name.clone(), Ok(Instant::now()));
+            }
+            Ok(Some(_)) => names.push(m.name.as_str()),
+            Ok(None) => {
+                out.insert(m.name.clone(), Err("its domain is gone".to_string()));
+            }
+            Err(e) => {
+                out.insert(m.name.clone(), Err(e.to_string()));
+            }
+        }
+    }
+    let network = rt.ensure_network(&cfg.network).map_err(|e| e.to_string());
+    for name in names {
+        let r = match network.clone().and_then(|()| rt.start(name).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                progress(Event::Started(name));
                 Ok(Instant::now())
             }
-            Ok(false) => Ok(Instant::now()),
             Err(e) => {
-                tracing::error!("{}: cannot start it again: {e}", m.name);
-                Err(e.to_string())
+                tracing::error!("{name}: cannot start it again: {e}");
+                Err(e)
             }
         };
-        out.insert(m.name.clone(), r);
+        out.insert(name.to_string(), r);
     }
     out
 }
@@ -581,7 +624,6 @@ fn recover_locked(cfg: &Config, rt: &dyn Runtime) -> Result<Option<Recovered>> {
         for m in &j.members {
             commit_member(&dir, m)?;
         }
-        sync_fs(&dir)?;
         restart(cfg, rt, &j, &mut |_| {});
         finish(&dir)?;
     } else {

@@ -249,7 +249,7 @@ fn a_stop_failure_rolls_back() {
     let c = cmd();
     let r = FakeRunner::default();
     let err = update(&e.cfg, &e.rt, &r, &Request { command: &c, to: None }, &mut |_| {}).unwrap_err();
-    assert!(matches!(err, Error::Stop { .. }), "{err}");
+    assert!(matches!(err, Error::Stop(_)), "{err}");
     assert!(r.ran.lock().unwrap().is_empty());
     assert_eq!(snapshot(&e), before);
     assert!(!pending(&e.cfg));

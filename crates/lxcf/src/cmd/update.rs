@@ -139,6 +139,7 @@ fn json(r: &Report) -> serde_json::Value {
     serde_json::json!({
         "committed": r.committed,
         "failed": r.failed().map(|t| t.name.as_str()),
+        "phase_seconds": r.phases.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "recovered": r.recovered.as_ref().map(|x| serde_json::json!({
             "command": x.command,
             "committed": x.committed,
