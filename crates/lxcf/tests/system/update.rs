@@ -130,6 +130,15 @@ fn etc_var(env: &Env, name: &str) -> (Vec<String>, Vec<String>) {
     (fingerprint(&r.join("etc")), fingerprint(&r.join("var")))
 }
 
+/// Creates (and starts) the containers PREFIX0, PREFIX1... of this environment.
+fn containers(env: &Env, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| env.name(&format!("{prefix}{i}"))).collect();
+    for c in &names {
+        env.lxcf(&["sysgen", c]).ok("sysgen");
+    }
+    names
+}
+
 fn state(name: &str) -> String {
     virsh(&["domstate", name]).stdout.trim().to_string()
 }
@@ -154,10 +163,7 @@ fn joint_update_installs_and_removes_everywhere() {
     let Some(env) = Env::new() else { return };
     let pkg = "lxcf-test-hello";
     let _host = HostPackages::new(&[pkg]);
-    let names: Vec<String> = (0..3).map(|i| env.name(&format!("u{i}"))).collect();
-    for n in &names {
-        env.lxcf(&["sysgen", n]).ok("sysgen");
-    }
+    let names = containers(&env, "u", 3);
     let package = deb(env.dir.path(), pkg, "");
 
     let (o, v) = update_json(&env, &["dpkg", "-i", package.to_str().unwrap()]);
@@ -208,10 +214,7 @@ fn failing_postinst_in_one_container_changes_nothing() {
     let Some(env) = Env::new() else { return };
     let pkg = "lxcf-test-fail";
     let _host = HostPackages::new(&[pkg]);
-    let names: Vec<String> = (0..3).map(|i| env.name(&format!("f{i}"))).collect();
-    for n in &names {
-        env.lxcf(&["sysgen", n]).ok("sysgen");
-    }
+    let names = containers(&env, "f", 3);
     // Stopped containers do not write to their /var: their trees can be compared
     // byte for byte. The third keeps running, to see it started again.
     for n in &names[..2] {
@@ -262,9 +265,7 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
     let Some(env) = Env::new() else { return };
     let pkg = "lxcf-test-crash";
     let _host = HostPackages::new(&[pkg]);
-    let (a, b) = (env.name("k0"), env.name("k1"));
-    env.lxcf(&["sysgen", &a]).ok("sysgen");
-    env.lxcf(&["sysgen", &b]).ok("sysgen");
+    let [a, b]: [String; 2] = containers(&env, "k", 2).try_into().unwrap();
     let package = deb(env.dir.path(), pkg, "");
     let crash = |step: &str| {
         run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", step).args(["update", "dpkg", "-i", package.to_str().unwrap()]))
@@ -307,9 +308,7 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
 #[test]
 fn update_to_named_containers_leaves_the_rest() {
     let Some(env) = Env::new() else { return };
-    let (a, b) = (env.name("t0"), env.name("t1"));
-    env.lxcf(&["sysgen", &a]).ok("sysgen");
-    env.lxcf(&["sysgen", &b]).ok("sysgen");
+    let [a, b]: [String; 2] = containers(&env, "t", 2).try_into().unwrap();
     let marker = "/etc/lxcf-test-to-marker";
     let script = format!("hostname > {marker}");
     let o = env.lxcf(&["update", "--to", &a, "--", "/bin/sh", "-c", &script]).ok("update --to");
