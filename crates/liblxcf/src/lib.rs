@@ -7,8 +7,10 @@
 
 pub mod config;
 pub mod copy;
+pub mod deploy;
 pub mod layout;
 pub mod lock;
+pub mod merge;
 pub mod name;
 pub mod net;
 pub mod ops;
@@ -16,4 +18,5 @@ pub mod resources;
 pub mod rootfs;
 pub mod scoped;
 pub mod tune;
+pub mod update;
 pub mod virt;

@@ -119,7 +119,7 @@ pub struct Container {
 }
 
 /// Where the locks live: beside the containers, in a directory no container name can take.
-fn lock_dir(cfg: &Config) -> PathBuf {
+pub(crate) fn lock_dir(cfg: &Config) -> PathBuf {
     cfg.root.join(".lxcf")
 }
 

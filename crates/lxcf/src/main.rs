@@ -69,6 +69,10 @@ enum Command {
     NetOut(cmd::tune::Net),
     /// Show a container's resource settings: configured, and in effect.
     Show(cmd::show::Args),
+    /// Run a package command for every container and the host, all or nothing.
+    Update(cmd::update::Args),
+    /// Copy a host file or directory to the same path in every container.
+    Deploy(cmd::deploy::Args),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +114,9 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         });
     }
     let cfg = liblxcf::config::Config::load(&cli.config).map_err(exit::Failure::config)?;
+    // An interrupted `lxcf update` is finished or rolled back before anything else.
+    let locks_itself = matches!(cli.command, Command::Update(_) | Command::Deploy(_));
+    let _update_lock = cmd::update::before(&cfg, locks_itself)?;
     match cli.command {
         Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
         Command::Erase(a) => cmd::erase::run(&cfg, a),
@@ -129,5 +136,7 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::NetIn(a) => cmd::tune::net_in(&cfg, a),
         Command::NetOut(a) => cmd::tune::net_out(&cfg, a),
         Command::Show(a) => cmd::show::run(&cfg, a),
+        Command::Update(a) => cmd::update::run(&cfg, a),
+        Command::Deploy(a) => cmd::deploy::run(&cfg, a),
     }
 }

@@ -142,6 +142,29 @@ impl Runtime for Libvirt {
         self.destroy(name)
     }
 
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        let mut asked = Vec::new();
+        for name in names {
+            let d = self.get(name)?;
+            if !d.is_active().map_err(op("read state of", name))? {
+                continue;
+            }
+            match d.shutdown() {
+                Ok(()) => asked.push((*name, d)),
+                Err(e) if is(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
+                Err(e) => return Err(op("shut down", name)(e)),
+            }
+        }
+        let until = Instant::now() + timeout;
+        for (name, d) in &asked {
+            if !self.wait_inactive(d, name, until.saturating_duration_since(Instant::now()))? {
+                tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
+                self.destroy(name)?;
+            }
+        }
+        Ok(())
+    }
+
     fn destroy(&self, name: &str) -> Result<(), VirtError> {
         let d = self.get(name)?;
         match d.destroy() {

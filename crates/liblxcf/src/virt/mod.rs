@@ -90,6 +90,12 @@ pub trait Runtime {
     fn shutdown(&self, name: &str, timeout: Duration) -> Result<(), VirtError>;
     /// Stops at once.
     fn destroy(&self, name: &str) -> Result<(), VirtError>;
+    /// [`Runtime::shutdown`] for several containers at once: each init is asked
+    /// first, then all are waited for together, so stopping N containers takes
+    /// about as long as the slowest, not the sum. This default is one by one.
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        names.iter().try_for_each(|n| self.shutdown(n, timeout))
+    }
     fn set_autostart(&self, name: &str, on: bool) -> Result<(), VirtError>;
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.

@@ -8,6 +8,8 @@ pub mod stop;
 pub mod sysgen;
 pub mod sysstart;
 pub mod tune;
+pub mod update;
+pub mod deploy;
 
 use liblxcf::config::Config;
 use liblxcf::virt::libvirt::Libvirt;

@@ -10,3 +10,5 @@ mod concurrent;
 mod lifecycle;
 mod resources;
 mod separate;
+mod update;
+mod deploy;
