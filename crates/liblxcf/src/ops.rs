@@ -14,6 +14,7 @@ use crate::layout::Model;
 use crate::lock::{self, Lock, LockError};
 use crate::name::{self, NameError};
 use crate::net::{self, Hosts, NetError};
+use crate::resources::{ResourceError, Setting};
 use crate::rootfs::{self, Identity, RootfsError};
 use crate::scoped::Root;
 use crate::virt::{xml, Domain, Meta, Runtime, State, VirtError};
@@ -49,6 +50,8 @@ pub enum Error {
     Net(#[from] NetError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
 }
 
 impl Error {
@@ -66,6 +69,7 @@ impl Error {
             Error::Net(NetError::Full { .. }) => {
                 "erase containers you no longer need, or give [Network] subnet a larger network in the config".into()
             }
+            Error::Resource(e) => return e.hint(),
             _ => return None,
         })
     }
@@ -115,7 +119,7 @@ pub struct Container {
 }
 
 /// Where the locks live: beside the containers, in a directory no container name can take.
-fn lock_dir(cfg: &Config) -> PathBuf {
+pub(crate) fn lock_dir(cfg: &Config) -> PathBuf {
     cfg.root.join(".lxcf")
 }
 
@@ -125,6 +129,11 @@ fn global_lock(cfg: &Config) -> Result<Lock> {
 
 fn name_lock(cfg: &Config, name: &str) -> Result<Lock> {
     lock::try_exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?.ok_or_else(|| Error::Busy(name.into()))
+}
+
+/// NAME's lock, waiting for it: for short changes that may queue behind each other.
+pub(crate) fn name_lock_wait(cfg: &Config, name: &str) -> Result<Lock> {
+    Ok(lock::exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?)
 }
 
 pub fn container_dir(cfg: &Config, name: &str) -> PathBuf {
@@ -186,6 +195,12 @@ fn host_cpus() -> u32 {
 
 /// Creates a container and starts it: `lxcf sysgen`.
 pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) -> Result<Container> {
+    sysgen_with(cfg, rt, name, model, &[])
+}
+
+/// [`sysgen`] with resource settings, checked already (`tune::sysgen` checks them),
+/// put in the definition before the first start.
+pub fn sysgen_with(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>, settings: &[Setting]) -> Result<Container> {
     name::validate(name)?;
     let model = model.unwrap_or(cfg.model);
     ensure_root(cfg)?;
@@ -251,10 +266,14 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
     };
     rt.define(&xml::domain_xml(&spec))?;
     undo.push(format!("undefine {name}"), move || rt.undefine(name).map_err(|e| e.to_string()));
+    for s in settings {
+        rt.set_resource(name, s, false)?;
+    }
     let t = std::time::Instant::now();
     rt.start(name)?;
     tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
     undo.push(format!("stop {name}"), move || rt.destroy(name).map_err(|e| e.to_string()));
+    rt.reapply(name)?;
     undo.commit();
     Ok(Container { name: name.into(), state: State::Running, autostart: false, meta })
 }
@@ -333,6 +352,13 @@ pub fn start(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<bool> {
     }
     rt.ensure_network(&cfg.network)?;
     rt.start(name)?;
+    // A container must not run without the limits it has: stop it if they fail.
+    if let Err(e) = rt.reapply(name) {
+        if let Err(e2) = rt.destroy(name) {
+            tracing::error!("could not stop {name} after its network rates failed: {e2}");
+        }
+        return Err(e.into());
+    }
     Ok(true)
 }
 
@@ -371,4 +397,4 @@ pub fn list(cfg: &Config, rt: &dyn Runtime) -> Result<Vec<Container>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

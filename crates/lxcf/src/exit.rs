@@ -42,6 +42,21 @@ impl Failure {
     }
 }
 
+/// The cause chain, once, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !message.contains(&t) {
+            message.push_str(": ");
+            message.push_str(&t);
+        }
+        src = s.source();
+    }
+    message
+}
+
 impl From<liblxcf::limits::LimitError> for Failure {
     fn from(e: liblxcf::limits::LimitError) -> Failure {
         Failure { code: Exit::Limits, hint: Some(e.hint()), message: e.to_string() }
@@ -63,22 +78,36 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let code = match &e {
             Error::Name(_) => Exit::Usage,
+            Error::Resource(r) if r.is_usage() => Exit::Usage,
             Error::NotFound(_) => Exit::NotFound,
             Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } => Exit::Conflict,
             Error::Virt(VirtError::Connect { .. }) => Exit::Unavailable,
             _ => Exit::Failure,
         };
-        // The cause chain, once, on one line.
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            let t = s.to_string();
-            if !message.contains(&t) {
-                message.push_str(": ");
-                message.push_str(&t);
-            }
-            src = s.source();
+        Failure { code, hint: e.hint(), message: chain(&e) }
+    }
+}
+
+impl From<liblxcf::update::Error> for Failure {
+    fn from(e: liblxcf::update::Error) -> Failure {
+        match e {
+            liblxcf::update::Error::Ops(e) => e.into(),
+            e => Failure { code: Exit::Failure, hint: e.hint(), message: chain(&e) },
         }
-        Failure { code, hint: e.hint(), message }
+    }
+}
+
+impl From<liblxcf::deploy::DeployError> for Failure {
+    fn from(e: liblxcf::deploy::DeployError) -> Failure {
+        use liblxcf::deploy::DeployError as D;
+        let code = match &e {
+            D::Source { .. } | D::NoName { .. } | D::Hidden { .. } => Exit::Usage,
+            D::NoContainers => Exit::NotFound,
+            _ => Exit::Failure,
+        };
+        match e {
+            D::Update(e) => e.into(),
+            e => Failure { code, hint: e.hint(), message: chain(&e) },
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use liblxcf::resources::Throttle;
 
 mod cmd;
 mod exit;
@@ -44,6 +45,40 @@ enum Command {
     Sysstart(cmd::sysstart::Args),
     /// List the containers: name, state, model, IP, autostart, CPU % and memory.
     List(cmd::list::Args),
+    /// Set the CPUs a container may run on.
+    Cpun(cmd::tune::Cpun),
+    /// Set a container's share of the host's CPU time, in percent.
+    Cpurate(cmd::tune::Cpurate),
+    /// Set the NUMA nodes a container takes memory from.
+    Numa(cmd::tune::Numa),
+    /// Set a container's memory limit.
+    Memlimit(cmd::tune::Memlimit),
+    /// Set a container's memory+swap limit.
+    Memswlimit(cmd::tune::Memswlimit),
+    /// Limit a container's reads from a disk, in bytes per second.
+    #[command(name = "blkio_r")]
+    BlkioR(cmd::tune::Blkio),
+    /// Limit a container's writes to a disk, in bytes per second.
+    #[command(name = "blkio_w")]
+    BlkioW(cmd::tune::Blkio),
+    /// Limit a container's reads from a disk, in operations per second.
+    #[command(name = "blkioops_r")]
+    BlkioopsR(cmd::tune::Blkioops),
+    /// Limit a container's writes to a disk, in operations per second.
+    #[command(name = "blkioops_w")]
+    BlkioopsW(cmd::tune::Blkioops),
+    /// Limit the network traffic into a container, in bytes per second.
+    #[command(name = "net_in")]
+    NetIn(cmd::tune::Net),
+    /// Limit the network traffic out of a container, in bytes per second.
+    #[command(name = "net_out")]
+    NetOut(cmd::tune::Net),
+    /// Show a container's resource settings: configured, and in effect.
+    Show(cmd::show::Args),
+    /// Run a package command for every container and the host, all or nothing.
+    Update(cmd::update::Args),
+    /// Copy a host file or directory to the same path in every container.
+    Deploy(cmd::deploy::Args),
     /// Run a command inside a running container: lxcf exec NAME -- CMD [ARG]...
     Exec(cmd::exec::Args),
     /// Attach to a running container's console (leave with Ctrl-]).
@@ -114,6 +149,11 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
     }
     require_root()?;
     let cfg = liblxcf::config::Config::load(config).map_err(exit::Failure::config)?;
+    // An interrupted `lxcf update` is finished or rolled back before anything else.
+    // Update and deploy lock for themselves; exec and console may last a whole
+    // session and change nothing of lxcf's, so they do not hold updates back.
+    let unlocked = matches!(command, Command::Update(_) | Command::Deploy(_) | Command::Exec(_) | Command::Console(_));
+    let _update_lock = cmd::update::before(&cfg, unlocked)?;
     let done = match command {
         Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
         Command::Erase(a) => cmd::erase::run(&cfg, a),
@@ -121,6 +161,20 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         Command::Stop(a) => cmd::stop::run(&cfg, a),
         Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
         Command::List(a) => cmd::list::run(&cfg, a),
+        Command::Cpun(a) => cmd::tune::cpun(&cfg, a),
+        Command::Cpurate(a) => cmd::tune::cpurate(&cfg, a),
+        Command::Numa(a) => cmd::tune::numa(&cfg, a),
+        Command::Memlimit(a) => cmd::tune::memlimit(&cfg, a),
+        Command::Memswlimit(a) => cmd::tune::memswlimit(&cfg, a),
+        Command::BlkioR(a) => cmd::tune::blkio(&cfg, Throttle::ReadBps, a),
+        Command::BlkioW(a) => cmd::tune::blkio(&cfg, Throttle::WriteBps, a),
+        Command::BlkioopsR(a) => cmd::tune::blkioops(&cfg, Throttle::ReadIops, a),
+        Command::BlkioopsW(a) => cmd::tune::blkioops(&cfg, Throttle::WriteIops, a),
+        Command::NetIn(a) => cmd::tune::net_in(&cfg, a),
+        Command::NetOut(a) => cmd::tune::net_out(&cfg, a),
+        Command::Show(a) => cmd::show::run(&cfg, a),
+        Command::Update(a) => cmd::update::run(&cfg, a),
+        Command::Deploy(a) => cmd::deploy::run(&cfg, a),
         Command::Exec(a) => return cmd::exec::run(&cfg, a),
         Command::Console(a) => return cmd::console::run(&cfg, a),
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),

@@ -227,19 +227,11 @@ impl Copier<'_> {
     fn entry(&mut self, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, parent_rel: &Path, files_pruned: bool) -> Result<()> {
         let os_name = OsStr::from_bytes(name.to_bytes());
         let rel = parent_rel.join(os_name);
-        let st = match rustix::fs::statx(
-            src_dir,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
-        ) {
+        let st = match rustix::fs::statx(src_dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID) {
             Ok(st) => st,
-            // Removed since the directory was read: the host's /var is live (dpkg's
-            // tmp.ci, a rotated log), and what is gone is not part of the copy.
-            Err(Errno::NOENT) => {
-                tracing::debug!(path = %self.src_path(&rel).display(), "not copied: vanished");
-                return Ok(());
-            }
+            // Gone since its directory was read: the source is a live host (dpkg, log
+            // rotation). There is nothing left to copy.
+            Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(self.err("stat", self.src_path(&rel), e)),
         };
         if !self.same_mount(&st) {
@@ -260,13 +252,16 @@ impl Copier<'_> {
                     tracing::debug!(path = %self.src_path(&rel).display(), "not copied: lxcf's container root");
                     return Ok(());
                 }
-                let fd = rustix::fs::openat(
+                let fd = match rustix::fs::openat(
                     src_dir,
                     name,
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
-                )
-                .map_err(|e| self.err("open", self.src_path(&rel), e))?;
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => return Ok(()), // gone meanwhile, as above
+                    Err(e) => return Err(self.err("open", self.src_path(&rel), e)),
+                };
                 self.dir(&fd, &st, dst_dir, os_name, &rel, files_pruned)
             }
             FileType::RegularFile => self.file(src_dir, dst_dir, name, &st, &rel),
@@ -292,11 +287,16 @@ impl Copier<'_> {
     }
 
     fn file(&mut self, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &rustix::fs::Statx, rel: &Path) -> Result<()> {
+        // Opened before a hard link is recorded: a file gone meanwhile (as in
+        // `entry`) is skipped without leaving a link target that was never made.
+        let src = match rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.err("open", self.src_path(rel), e)),
+        };
         if self.hardlink(dst_dir, name, st, rel)? {
             return Ok(());
         }
-        let src = rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.err("open", self.src_path(rel), e))?;
         let dst = rustix::fs::openat(
             dst_dir,
             name,
@@ -365,7 +365,11 @@ impl Copier<'_> {
     }
 
     fn symlink(&mut self, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &rustix::fs::Statx, rel: &Path) -> Result<()> {
-        let target = rustix::fs::readlinkat(src_dir, name, Vec::new()).map_err(|e| self.err("read link", self.src_path(rel), e))?;
+        let target = match rustix::fs::readlinkat(src_dir, name, Vec::new()) {
+            Ok(t) => t,
+            Err(Errno::NOENT) => return Ok(()), // gone meanwhile, as in `entry`
+            Err(e) => return Err(self.err("read link", self.src_path(rel), e)),
+        };
         rustix::fs::symlinkat(&*target, dst_dir, name).map_err(|e| self.err("create link", self.dst_path(rel), e))?;
         rustix::fs::chownat(
             dst_dir,

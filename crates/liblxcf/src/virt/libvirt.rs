@@ -10,13 +10,14 @@ use virt::sys;
 
 use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
+use crate::resources::{Effective, Setting, Settings};
 
 pub struct Libvirt {
     conn: Connect,
     uri: String,
 }
 
-fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
+pub(super) fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
     move |e| VirtError::Op { op, object: object.to_string(), msg: e.message().to_string() }
 }
 
@@ -44,7 +45,7 @@ impl Libvirt {
         }
     }
 
-    fn get(&self, name: &str) -> Result<VDomain, VirtError> {
+    pub(super) fn get(&self, name: &str) -> Result<VDomain, VirtError> {
         self.lookup(name)?.ok_or_else(|| VirtError::Op { op: "find", object: name.into(), msg: "no such domain".into() })
     }
 
@@ -121,6 +122,12 @@ impl Runtime for Libvirt {
     }
 
     fn start(&self, name: &str) -> Result<(), VirtError> {
+        // One start at a time from this process: starting domains at once from
+        // threads on one connection once left a container running without libvirt's
+        // monitor ("End of file while reading data"; see docs/ARCHITECTURE.md).
+        // Batches build roots in parallel; the start itself takes a fraction of a second.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         self.get(name)?.create().map_err(op("start", name))
     }
 
@@ -140,6 +147,29 @@ impl Runtime for Libvirt {
         }
         tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
         self.destroy(name)
+    }
+
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        let mut asked = Vec::new();
+        for name in names {
+            let d = self.get(name)?;
+            if !d.is_active().map_err(op("read state of", name))? {
+                continue;
+            }
+            match d.shutdown() {
+                Ok(()) => asked.push((*name, d)),
+                Err(e) if is(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
+                Err(e) => return Err(op("shut down", name)(e)),
+            }
+        }
+        let until = Instant::now() + timeout;
+        for (name, d) in &asked {
+            if !self.wait_inactive(d, name, until.saturating_duration_since(Instant::now()))? {
+                tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
+                self.destroy(name)?;
+            }
+        }
+        Ok(())
     }
 
     fn destroy(&self, name: &str) -> Result<(), VirtError> {
@@ -189,6 +219,23 @@ impl Runtime for Libvirt {
             n.set_autostart(true).map_err(op("set autostart of network", &net.name))?;
         }
         Ok(())
+    }
+
+    // Resource settings: in virt::tune, which says which way each takes.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError> {
+        self.settings_of(name)
+    }
+
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError> {
+        self.change_setting(name, s, live)
+    }
+
+    fn reapply(&self, name: &str) -> Result<(), VirtError> {
+        self.reapply_net(name)
+    }
+
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError> {
+        self.effective_of(name)
     }
 
     fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {

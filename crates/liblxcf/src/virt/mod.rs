@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use crate::config::NetConfig;
 use crate::layout::Model;
+use crate::resources::{Effective, Setting, Settings};
 
 pub mod libvirt;
+pub mod tune;
 pub mod xml;
 
 #[cfg(test)]
@@ -98,10 +100,27 @@ pub trait Runtime {
     fn shutdown(&self, name: &str, timeout: Duration) -> Result<(), VirtError>;
     /// Stops at once.
     fn destroy(&self, name: &str) -> Result<(), VirtError>;
+    /// [`Runtime::shutdown`] for several containers at once: each init is asked
+    /// first, then all are waited for together, so stopping N containers takes
+    /// about as long as the slowest, not the sum. This default is one by one.
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        names.iter().try_for_each(|n| self.shutdown(n, timeout))
+    }
     fn set_autostart(&self, name: &str, on: bool) -> Result<(), VirtError>;
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.
     fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError>;
+    /// The resource settings in the persistent definition.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError>;
+    /// Changes one resource setting in the persistent definition and, with `live`, in
+    /// the running container.
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError>;
+    /// Sets, on a container that has just started, what the runtime does not set at
+    /// start by itself: the network rates. (lxcf's libvirt hook does the same for
+    /// starts lxcf does not make.)
+    fn reapply(&self, name: &str) -> Result<(), VirtError>;
+    /// The limits in effect, read back from the kernel; `None` when it is not running.
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError>;
     /// CPU time and memory of those of `names` that are running. One call for all:
     /// `list` reads them twice for CPU %, and per-name lookups would double its
     /// requests. Only these: reading a domain that another client is starting or

@@ -6,10 +6,14 @@ pub mod console;
 pub mod erase;
 pub mod exec;
 pub mod list;
+pub mod show;
 pub mod start;
 pub mod stop;
 pub mod sysgen;
 pub mod sysstart;
+pub mod tune;
+pub mod update;
+pub mod deploy;
 
 use liblxcf::config::Config;
 use liblxcf::virt::libvirt::Libvirt;

@@ -11,5 +11,8 @@ mod concurrent;
 mod enter;
 mod fleet;
 mod lifecycle;
+mod resources;
 mod separate;
+mod update;
+mod deploy;
 mod shell;

@@ -34,6 +34,9 @@ fn separate_container_has_a_private_usr() {
         assert_eq!(caps(&env.root.join(&c).join("usr/bin/ping")), Some(c0));
     }
 
+    // Shared fixture: `lxcf update` of a separate container (issue 4).
+    crate::update::separate_container_gets_packages_in_its_own_usr(&env, &c);
+
     env.lxcf(&["erase", &c]).ok("erase");
     assert!(!env.root.join(&c).exists());
     assert!(env.domains().is_empty());
