@@ -4,6 +4,7 @@
 //! --force), and virsh comes with libvirt's client package, which lxcf needs anyway.
 //! The virt crate's open_console gives only the stream; the rest would be ours to get right.
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use liblxcf::config::Config;
@@ -25,6 +26,15 @@ pub fn run(cfg: &Config, a: Args) -> Result<u8, Failure> {
     drop(rt);
     let mut virsh = Command::new("virsh");
     virsh.args(["-c", &cfg.uri, "console", &a.name]);
+    // virsh starts polkit's pkttyagent whenever it has a controlling terminal; the
+    // agent puts the terminal back in line mode when it exits, which raced with
+    // virsh's raw mode here (Ctrl-] then stayed in the line buffer). root needs no
+    // polkit for libvirt's socket: in a session of its own virsh has no controlling
+    // terminal and starts no agent, and still uses the terminal on stdin/stdout.
+    // SAFETY: setsid is a plain system call, safe between fork and exec.
+    unsafe {
+        virsh.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
     if a.force {
         virsh.arg("--force");
     }

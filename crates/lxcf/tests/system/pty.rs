@@ -101,6 +101,18 @@ impl Pty {
         String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
     }
 
+    /// The program's exit code if it ends within `timeout`.
+    pub fn try_wait(&mut self, timeout: Duration) -> Option<i32> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Waits for the program to end; its exit code.
     pub fn wait(mut self, timeout: Duration) -> i32 {
         let until = Instant::now() + timeout;
