@@ -5,10 +5,13 @@
 //! hosts line ([`net`]). [`ops`] holds the commands; the `lxcf` binary only parses
 //! arguments and prints.
 
+pub mod batch;
 pub mod config;
 pub mod copy;
 pub mod deploy;
+pub mod enter;
 pub mod layout;
+pub mod limits;
 pub mod lock;
 pub mod merge;
 pub mod name;
@@ -17,6 +20,7 @@ pub mod ops;
 pub mod resources;
 pub mod rootfs;
 pub mod scoped;
+pub mod status;
 pub mod tune;
 pub mod update;
 pub mod virt;

@@ -279,7 +279,7 @@ pub fn sysgen_with(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Mod
 }
 
 /// The domain of an lxcf container of this configuration.
-pub(crate) fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
+pub fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
     name::validate(name)?;
     let d = rt.domain(name)?.ok_or_else(|| Error::NotFound(name.into()))?;
     let meta = d.meta.clone().ok_or_else(|| Error::Foreign(name.into()))?;

@@ -22,6 +22,12 @@ pub enum Exit {
     Unavailable = 6,
     /// The configuration file is unreadable or wrong.
     Config = 7,
+    /// The host's limits cannot hold more containers.
+    Limits = 8,
+    /// `exec`: the command exists in the container but cannot be run (as shells say).
+    CannotRun = 126,
+    /// `exec`: no such command in the container (as shells say).
+    CommandNotFound = 127,
 }
 
 pub struct Failure {
@@ -49,6 +55,23 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     message
+}
+
+impl From<liblxcf::limits::LimitError> for Failure {
+    fn from(e: liblxcf::limits::LimitError) -> Failure {
+        Failure { code: Exit::Limits, hint: Some(e.hint()), message: e.to_string() }
+    }
+}
+
+impl From<liblxcf::enter::EnterError> for Failure {
+    fn from(e: liblxcf::enter::EnterError) -> Failure {
+        let code = match e.exit_status() {
+            Some(127) => Exit::CommandNotFound,
+            Some(_) => Exit::CannotRun,
+            None => Exit::Failure,
+        };
+        Failure { code, hint: None, message: e.to_string() }
+    }
 }
 
 impl From<Error> for Failure {

@@ -1,5 +1,5 @@
 //! `lxcf`: the command line. Parsing, privilege check and output only; the work is
-//! in `liblxcf`.
+//! in `liblxcf`. Without a command it opens the LXCF shell ([`shell`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +9,17 @@ use liblxcf::resources::Throttle;
 
 mod cmd;
 mod exit;
+mod shell;
 
 use exit::Exit;
 
 #[derive(Parser)]
-#[command(name = "lxcf", version, about = "Divide one Linux host into long-lived system containers on libvirt-LXC")]
+#[command(
+    name = "lxcf",
+    version,
+    about = "Divide one Linux host into long-lived system containers on libvirt-LXC",
+    after_help = "Without a command, lxcf opens the LXCF shell (prompt `LXCF # `)."
+)]
 struct Cli {
     /// Configuration file (INI).
     #[arg(long, global = true, env = "LXCF_CONFIG", default_value = liblxcf::config::DEFAULT_PATH)]
@@ -22,22 +28,22 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a container from the host and start it.
+    /// Create containers from the host and start them (-n 15 m: m0001 to m0015).
     Sysgen(cmd::sysgen::Args),
-    /// Stop a container and remove it: domain, root directory, hosts line.
+    /// Stop containers and remove them: domain, root directory, hosts line.
     Erase(cmd::erase::Args),
-    /// Start a stopped container.
+    /// Start stopped containers.
     Start(cmd::start::Args),
-    /// Shut a container down (init first, then hard after a timeout).
+    /// Shut containers down (init first, then hard after a timeout).
     Stop(cmd::stop::Args),
-    /// Start a container when the host boots, or no longer (-d).
+    /// Start containers when the host boots, or no longer (-d).
     Sysstart(cmd::sysstart::Args),
-    /// List the containers: name, state, model, IP, autostart.
+    /// List the containers: name, state, model, IP, autostart, CPU % and memory.
     List(cmd::list::Args),
     /// Set the CPUs a container may run on.
     Cpun(cmd::tune::Cpun),
@@ -73,6 +79,15 @@ enum Command {
     Update(cmd::update::Args),
     /// Copy a host file or directory to the same path in every container.
     Deploy(cmd::deploy::Args),
+    /// Run a command inside a running container: lxcf exec NAME -- CMD [ARG]...
+    Exec(cmd::exec::Args),
+    /// Attach to a running container's console (leave with Ctrl-]).
+    Console(cmd::console::Args),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::completions::Args),
+    /// Write the man pages into a directory.
+    #[command(hide = true)]
+    Manpages(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,22 +105,30 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let result = run(cli);
+    let code = match cli.command {
+        Some(command) => report(run(&cli.config, command)),
+        None => report(shell::run(&cli.config)),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a failure (one line, and a hint) and gives the exit status.
+fn report(result: Result<u8, exit::Failure>) -> u8 {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lxcf: error: {}", e.message);
             if let Some(h) = &e.hint {
                 eprintln!("hint: {h}");
             }
-            ExitCode::from(e.code as u8)
+            e.code as u8
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), exit::Failure> {
-    // The talk: "Only root user can execute lxcf commands on host". libvirt's
-    // privileged socket and the files lxcf writes need it anyway; say so up front.
+/// The talk: "Only root user can execute lxcf commands on host". libvirt's
+/// privileged socket and the files lxcf writes need it anyway; say so up front.
+fn require_root() -> Result<(), exit::Failure> {
     if !rustix::process::geteuid().is_root() {
         return Err(exit::Failure {
             code: Exit::Permission,
@@ -113,11 +136,25 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
             hint: Some("run it with sudo, or as root".into()),
         });
     }
-    let cfg = liblxcf::config::Config::load(&cli.config).map_err(exit::Failure::config)?;
+    Ok(())
+}
+
+/// Runs one command; its exit status (`exec` and `console` pass the command's through).
+fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> {
+    // Generated from the CLI definition alone: no root, no configuration needed.
+    match command {
+        Command::Completions(a) => return cmd::completions::run(a).map(|()| 0),
+        Command::Manpages(a) => return cmd::completions::man(a).map(|()| 0),
+        _ => {}
+    }
+    require_root()?;
+    let cfg = liblxcf::config::Config::load(config).map_err(exit::Failure::config)?;
     // An interrupted `lxcf update` is finished or rolled back before anything else.
-    let locks_itself = matches!(cli.command, Command::Update(_) | Command::Deploy(_));
-    let _update_lock = cmd::update::before(&cfg, locks_itself)?;
-    match cli.command {
+    // Update and deploy lock for themselves; exec and console may last a whole
+    // session and change nothing of lxcf's, so they do not hold updates back.
+    let unlocked = matches!(command, Command::Update(_) | Command::Deploy(_) | Command::Exec(_) | Command::Console(_));
+    let _update_lock = cmd::update::before(&cfg, unlocked)?;
+    let done = match command {
         Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
         Command::Erase(a) => cmd::erase::run(&cfg, a),
         Command::Start(a) => cmd::start::run(&cfg, a),
@@ -138,5 +175,9 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Show(a) => cmd::show::run(&cfg, a),
         Command::Update(a) => cmd::update::run(&cfg, a),
         Command::Deploy(a) => cmd::deploy::run(&cfg, a),
-    }
+        Command::Exec(a) => return cmd::exec::run(&cfg, a),
+        Command::Console(a) => return cmd::console::run(&cfg, a),
+        Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
+    };
+    done.map(|()| 0)
 }

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{xml, Domain, Runtime, State, VirtError};
+use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
 use crate::resources::cgroup::{Kernel, Version};
 use crate::resources::{Effective, Setting, Settings};
@@ -21,6 +21,10 @@ pub struct Fake {
     pub live: RefCell<BTreeMap<String, Settings>>,
     /// Every `set_resource` and `reapply`, in order: (domain, command, live).
     pub calls: RefCell<Vec<(String, &'static str, bool)>>,
+    /// What `usage` returns for a running domain; each call adds `busy_ns` of CPU
+    /// time, as if the container kept one CPU busy for that long between samples.
+    pub usage: RefCell<BTreeMap<String, Usage>>,
+    pub busy_ns: std::cell::Cell<u64>,
 }
 
 impl Fake {
@@ -154,5 +158,21 @@ impl Runtime for Fake {
             io: s.blkio.into_iter().map(|((d, t), v)| ((d.display().to_string(), t), v)).collect(),
         };
         Ok(Some(Effective { cgroup: Version::V1, kernel, net_in: s.net_in, net_out: s.net_out }))
+    }
+
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {
+        self.check("read usage of", "domains")?;
+        let mut u = self.usage.borrow_mut();
+        let mut out = BTreeMap::new();
+        for d in self.domains()?.into_iter().filter(|d| d.state.is_active() && names.contains(&d.name.as_str())) {
+            let e = u.entry(d.name.clone()).or_default();
+            e.cpu_ns += self.busy_ns.get();
+            out.insert(d.name, *e);
+        }
+        Ok(out)
+    }
+
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        Ok(self.domain(name)?.filter(|d| d.state.is_active()).map(|_| 1))
     }
 }

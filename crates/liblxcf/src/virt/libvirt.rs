@@ -1,5 +1,6 @@
 //! [`Runtime`] on libvirt's LXC driver, through the `virt` crate.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -7,7 +8,7 @@ use virt::domain::Domain as VDomain;
 use virt::error::ErrorNumber;
 use virt::sys;
 
-use super::{xml, Domain, Runtime, State, VirtError};
+use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
 use crate::resources::{Effective, Setting, Settings};
 
@@ -121,6 +122,12 @@ impl Runtime for Libvirt {
     }
 
     fn start(&self, name: &str) -> Result<(), VirtError> {
+        // One start at a time from this process: starting domains at once from
+        // threads on one connection once left a container running without libvirt's
+        // monitor ("End of file while reading data"; see docs/ARCHITECTURE.md).
+        // Batches build roots in parallel; the start itself takes a fraction of a second.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         self.get(name)?.create().map_err(op("start", name))
     }
 
@@ -229,5 +236,53 @@ impl Runtime for Libvirt {
 
     fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError> {
         self.effective_of(name)
+    }
+
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {
+        let active = self.conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(op("list", "running domains"))?;
+        let mut out = BTreeMap::new();
+        for d in &active {
+            // The name is kept by the client: no request.
+            let Ok(name) = d.name() else { continue };
+            if !names.contains(&name.as_str()) {
+                continue;
+            }
+            // One request gives both: for LXC, libvirt reads the container's cpuacct
+            // and memory cgroups (memory in KiB), on cgroup v1 and v2 alike.
+            match d.info() {
+                Ok(i) if i.state != virt::enumutil::Enum::Known(virt::domain::DomainState::Shutoff) => {
+                    out.insert(name, Usage { cpu_ns: i.cpu_time, memory_bytes: i.memory * 1024 });
+                }
+                Ok(_) => {}
+                // Stopped and undefined since the listing.
+                Err(e) if is(&e, ErrorNumber::NoDomain) || is(&e, ErrorNumber::OperationInvalid) => {}
+                Err(e) => return Err(op("read usage of", &name)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        let Some(d) = self.lookup(name)? else { return Ok(None) };
+        // An LXC domain's ID is the PID of its libvirt_lxc controller, and the
+        // container's init is the controller's only child. (libvirt's own
+        // virDomainLxcOpenNamespace is in libvirt-lxc, which the virt crate does not bind.)
+        let Some(controller) = d.id() else { return Ok(None) };
+        let tasks = format!("/proc/{controller}/task");
+        let children = std::fs::read_dir(&tasks)
+            .map_err(|e| VirtError::Op { op: "find the init of", object: name.into(), msg: format!("{tasks}: {e}") })?
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        match children.as_slice() {
+            [pid] => Ok(Some(*pid)),
+            [] => Ok(None), // stopping, or not yet started
+            more => Err(VirtError::Op {
+                op: "find the init of",
+                object: name.into(),
+                msg: format!("its controller (PID {controller}) has {} children", more.len()),
+            }),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! the [`Runtime`] trait, so operations are unit-tested against [`fake::Fake`], and
 //! a second runtime (systemd-nspawn) could be added behind the same trait.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,6 +78,15 @@ pub struct Domain {
     pub meta: Option<Meta>,
 }
 
+/// What a running container uses, as the runtime counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// CPU time of all its processes since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use (its memory cgroup's usage: resident pages and page cache).
+    pub memory_bytes: u64,
+}
+
 /// The operations lxcf needs from a container runtime.
 pub trait Runtime {
     /// Every domain, lxcf's and others'.
@@ -111,4 +121,12 @@ pub trait Runtime {
     fn reapply(&self, name: &str) -> Result<(), VirtError>;
     /// The limits in effect, read back from the kernel; `None` when it is not running.
     fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError>;
+    /// CPU time and memory of those of `names` that are running. One call for all:
+    /// `list` reads them twice for CPU %, and per-name lookups would double its
+    /// requests. Only these: reading a domain that another client is starting or
+    /// stopping waits for that to finish.
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError>;
+    /// The PID, in the host's PID namespace, of the container's init; `None` when
+    /// it is not running.
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError>;
 }

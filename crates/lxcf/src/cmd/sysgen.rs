@@ -2,13 +2,15 @@ use liblxcf::config::Config;
 use liblxcf::layout::Model;
 use liblxcf::resources::{Request, Throttle};
 
+use super::batch::{self, Targets};
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Container name: becomes its hostname, libvirt domain and directory.
-    pub name: String,
-    /// Override the configured model for this container.
+    /// Container names: each becomes a hostname, libvirt domain and directory.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Override the configured model for these containers.
     #[arg(long, value_parser = ["joint", "separate"])]
     pub model: Option<String>,
     /// Resource settings, as the commands of the same names take them (see `lxcf
@@ -80,10 +82,16 @@ impl Resources {
 }
 
 pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let names = a.targets.names()?;
     let reqs = a.res.requests()?;
     let rt = super::connect(cfg)?;
+    super::check_limits(&rt, &names)?;
     let model = a.model.map(|m| m.parse::<Model>().expect("clap checked the value"));
-    let c = liblxcf::tune::sysgen(cfg, &rt, &a.name, model, &reqs)?;
-    eprintln!("{}: created ({} model, {}) and started", c.name, c.meta.model, c.meta.ip);
-    Ok(())
+    batch::run(
+        "sysgen",
+        &a.targets,
+        &names,
+        |n| Ok(liblxcf::tune::sysgen(cfg, &rt, n, model, &reqs)?),
+        |c| format!("created ({} model, {}) and started", c.meta.model, c.meta.ip),
+    )
 }

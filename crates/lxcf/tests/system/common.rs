@@ -60,11 +60,13 @@ pub struct Opts {
     /// Prefix length of the test subnet.
     pub prefix_len: u8,
     pub forward: &'static str,
+    /// Run while no other test of this suite runs (`heavy_lock`).
+    pub alone: bool,
 }
 
 impl Default for Opts {
     fn default() -> Opts {
-        Opts { model: "joint", prefix_len: 24, forward: "none" }
+        Opts { model: "joint", prefix_len: 24, forward: "none", alone: false }
     }
 }
 
@@ -78,6 +80,20 @@ pub struct Env {
     /// Every container of this environment starts with it.
     pub prefix: String,
     _slot: File,
+    _heavy: File,
+}
+
+/// Every environment holds this lock shared; one that boots tens of containers at
+/// once holds it exclusively, so that it runs alone. systemd services of the same
+/// name in different containers share cgroups on hosts like this one (see
+/// docs/ARCHITECTURE.md), and many boots at once make other tests' containers come
+/// up `degraded` now and then. Taken before the slot: a waiting test holds nothing.
+fn heavy_lock(exclusive: bool) -> File {
+    std::fs::create_dir_all("/run/lxcf-tests").unwrap();
+    let f = File::create("/run/lxcf-tests/heavy.lock").unwrap();
+    let op = if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
+    rustix::fs::flock(&f, op).unwrap();
+    f
 }
 
 /// A slot (0..=249) held for the life of the environment: its number makes the
@@ -103,6 +119,7 @@ impl Env {
         if !host_ready() {
             return None;
         }
+        let heavy = heavy_lock(o.alone);
         let (slot, lock) = take_slot();
         let dir = tempfile::Builder::new().prefix("lxcf-test-").tempdir().unwrap();
         let root = dir.path().join("lxc");
@@ -124,7 +141,7 @@ impl Env {
             ),
         )
         .unwrap();
-        let env = Env { dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock };
+        let env = Env { dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock, _heavy: heavy };
         // What a killed earlier run may have left in this slot.
         env.cleanup();
         Some(env)
