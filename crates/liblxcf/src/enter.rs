@@ -5,9 +5,10 @@
 //! The parent keeps a pidfd of the container's init (so a reused PID cannot send us
 //! elsewhere), moves its *children* into the container's PID namespace, forks, and
 //! moves its own children back. The child, before anything else:
-//! 1. joins the cgroups libvirt made for the container (those of the libvirt_lxc
-//!    controller, init's parent, where they are not the root): CPU and memory are
-//!    accounted to the container and its device rules apply to the command;
+//! 1. joins the cgroups at the root of the container's cgroup namespace (what its
+//!    own cgroup mounts show as their roots): CPU, memory and tasks are accounted
+//!    to the container, its device rules apply to the command, and inside it the
+//!    command is in the root cgroup, as `virsh lxc-enter-namespace` puts it;
 //! 2. enters init's user (if another), IPC, UTS, network, cgroup and mount
 //!    namespaces in one setns; entering the mount namespace also sets its root and
 //!    working directory to the container's root (setns(2)), so no chroot is needed;
@@ -28,6 +29,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::process::{Pid, PidfdFlags};
+
+use crate::cgroupfs::{cgroup_mounts, CgroupMount};
 use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,86 +87,34 @@ pub fn environment(caller: impl Iterator<Item = (OsString, OsString)>) -> Vec<(O
     env
 }
 
-/// A cgroup hierarchy's line in /proc/PID/cgroup: `ID:CONTROLLERS:PATH`.
-fn cgroup_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.lines().filter_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-        Some((ctrl, path))
-    })
-}
-
-/// Where each cgroup hierarchy is mounted, from /proc/self/mountinfo: v1 mounts by
-/// their controllers (`cpu,cpuacct`, `name=systemd`), the v2 one as "". Only mounts
-/// of a hierarchy's root count.
-fn cgroup_mounts(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
+/// The `cgroup.procs` files to write to so that a process joins the cgroups that
+/// the container's own cgroup mounts (`container`, read from its init's mountinfo)
+/// show as their roots, found through `ours` (our mounts of whole hierarchies).
+/// lxcf's container init (virt/init) gives the container a cgroup namespace with
+/// those roots: libvirt's cgroups for the container, lxcf's for the hierarchies
+/// libvirt left alone. A container whose mounts show a hierarchy's root is joined
+/// to nothing there.
+fn cgroup_procs_files(container: &[CgroupMount], ours: &[CgroupMount]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for l in mountinfo.lines() {
-        let Some((left, right)) = l.split_once(" - ") else { continue };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 || left[3] != "/" {
+    for c in container {
+        if c.root == "/" || c.root.is_empty() {
             continue;
         }
-        let mountpoint = PathBuf::from(unescape_mountinfo(left[4]));
-        match right[0] {
-            "cgroup2" => out.push((Vec::new(), mountpoint)),
-            "cgroup" => {
-                let known = ["rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children", "nsdelegate"];
-                let ctrls = right[2]
-                    .split(',')
-                    .filter(|o| !known.contains(o) && !o.starts_with("release_agent=") && !o.starts_with("xattr"))
-                    .map(String::from)
-                    .collect();
-                out.push((ctrls, mountpoint));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape_mountinfo(s: &str) -> OsString {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && b.len() >= i + 4 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    OsStr::from_bytes(&out).to_os_string()
-}
-
-/// The `cgroup.procs` files to write to so that a process joins every cgroup of
-/// `cgroup` (a /proc/PID/cgroup) that is not a hierarchy's root, found through
-/// `mounts` ([`cgroup_mounts`]).
-fn cgroup_procs_files(cgroup: &str, mounts: &[(Vec<String>, PathBuf)]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (ctrl, path) in cgroup_lines(cgroup) {
-        if path == "/" || path.is_empty() {
-            continue;
-        }
-        let want: Vec<&str> = if ctrl.is_empty() { Vec::new() } else { ctrl.split(',').collect() };
-        let mount = mounts.iter().find(|(have, _)| {
-            if want.is_empty() {
-                have.is_empty()
+        let mount = ours.iter().filter(|m| m.root == "/").find(|m| {
+            if c.ctrls.is_empty() {
+                m.ctrls.is_empty()
             } else {
-                !have.is_empty() && want.iter().all(|w| have.iter().any(|h| h == w))
+                !m.ctrls.is_empty() && c.ctrls.iter().all(|w| m.ctrls.contains(w))
             }
         });
         match mount {
-            Some((_, mp)) => out.push(mp.join(path.trim_start_matches('/')).join("cgroup.procs")),
-            None => tracing::debug!("cgroup hierarchy `{ctrl}` is not mounted here; not joined"),
+            Some(m) => out.push(m.at.join(c.root.trim_start_matches('/')).join("cgroup.procs")),
+            None => tracing::debug!("cgroup hierarchy `{}` is not mounted here; not joined", c.ctrls.join(",")),
         }
     }
     out
 }
+
 
 /// Capabilities (numbers) that `last_cap` allows but the bounding set `capbnd`
 /// (hex, from /proc/PID/status) does not hold.
@@ -176,10 +127,6 @@ fn caps_to_drop(status: &str, last_cap: u32) -> Vec<u32> {
     (0..=last_cap.min(63)).filter(|c| bnd & (1 << c) == 0).collect()
 }
 
-/// The parent PID from /proc/PID/status.
-fn ppid(status: &str) -> Option<u32> {
-    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
-}
 
 fn ns_id(path: &Path) -> Result<u64, EnterError> {
     Ok(std::fs::metadata(path).map_err(inspect(path))?.ino())
@@ -240,13 +187,10 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
         .unwrap_or(40);
     let drop_caps = caps_to_drop(&status, last_cap);
 
-    // libvirt's cgroups for the container are those of its controller, init's parent.
-    let controller = ppid(&status).ok_or_else(|| inspect(&status_path)(io::Error::other("no PPid line")))?;
-    let cg_path = proc.join(controller.to_string()).join("cgroup");
-    let cgroup = std::fs::read_to_string(&cg_path).map_err(inspect(&cg_path))?;
-    let mi_path = proc.join("self/mountinfo");
-    let mountinfo = std::fs::read_to_string(&mi_path).map_err(inspect(&mi_path))?;
-    let cgroup_procs = cgroup_procs_files(&cgroup, &cgroup_mounts(&mountinfo))
+    let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(inspect(&p));
+    let theirs = read(dir.join("mountinfo"))?;
+    let ours = read(proc.join("self/mountinfo"))?;
+    let cgroup_procs = cgroup_procs_files(&cgroup_mounts(&theirs), &cgroup_mounts(&ours))
         .iter()
         .map(|p| cstring(p.as_os_str()))
         .collect::<Result<_, _>>()?;
@@ -424,36 +368,33 @@ mod tests {
 ";
 
     #[test]
-    fn joins_libvirts_cgroups_not_the_roots() {
-        let cgroup = "\
-132:net_cls,net_prio:/
-9:name=systemd:/
-4:memory:/machine/lxc-1-web1.libvirt-lxc
-2:cpuacct:/machine/lxc-1-web1.libvirt-lxc
-1:cpu:/machine/lxc-1-web1.libvirt-lxc
-0::/
+    fn joins_the_roots_of_the_containers_cgroup_mounts() {
+        // A container's /sys/fs/cgroup as the host sees it through /proc/INIT/mountinfo
+        // (roots relative to the host's cgroup namespace).
+        let theirs = "\
+88 118 0:29 /machine/lxc-1-web1.libvirt-lxc /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+91 118 0:32 /machine/lxc-1-web1.libvirt-lxc /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+92 118 0:36 /machine/lxc-1-web1.libvirt-lxc /sys/fs/cgroup/net_cls,net_prio rw,relatime - cgroup cgroup rw,net_prio,net_cls
+95 118 0:37 /lxcf/web1 /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+87 118 0:38 /lxcf/web1 /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+89 118 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+96 118 0:39 /lxcf/web1 /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
 ";
-        let files = cgroup_procs_files(cgroup, &cgroup_mounts(MOUNTINFO));
-        let p = |c: &str| PathBuf::from(format!("/sys/fs/cgroup/{c}/machine/lxc-1-web1.libvirt-lxc/cgroup.procs"));
-        assert_eq!(files, [p("memory"), p("cpuacct"), p("cpu")]);
-        // cgroup v2 and combined v1 controllers.
-        let v2 = cgroup_procs_files("0::/machine.slice/x\n", &cgroup_mounts(MOUNTINFO));
-        assert_eq!(v2, [PathBuf::from("/sys/fs/cgroup/unified/machine.slice/x/cgroup.procs")]);
-        let both = cgroup_procs_files("5:net_prio,net_cls:/m\n9:name=systemd:/s\n", &cgroup_mounts(MOUNTINFO));
-        assert_eq!(
-            both,
-            [PathBuf::from("/sys/fs/cgroup/net_cls,net_prio/m/cgroup.procs"), PathBuf::from("/sys/fs/cgroup/systemd/s/cgroup.procs")]
-        );
-        // A hierarchy not mounted here is left out rather than guessed.
-        assert!(cgroup_procs_files("3:cpuset:/m\n", &cgroup_mounts(MOUNTINFO)).is_empty());
+        let files = cgroup_procs_files(&cgroup_mounts(theirs), &cgroup_mounts(MOUNTINFO));
+        let p = |s: &str| PathBuf::from(format!("/sys/fs/cgroup/{s}/cgroup.procs"));
+        assert_eq!(files, [
+            p("cpu/machine/lxc-1-web1.libvirt-lxc"),
+            p("memory/machine/lxc-1-web1.libvirt-lxc"),
+            p("net_cls,net_prio/machine/lxc-1-web1.libvirt-lxc"),
+            p("systemd/lxcf/web1"),
+            p("unified/lxcf/web1"),
+        ]);
+        // A hierarchy at its root is not joined; one not mounted here (cpuset) is left
+        // out rather than guessed; our own mount of a subtree (/mnt/elsewhere) is not used.
+        let m = cgroup_mounts(MOUNTINFO);
+        assert_eq!(m.last().unwrap(), &CgroupMount { ctrls: vec![], root: "/sub".into(), at: "/mnt/elsewhere".into() });
     }
 
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), OsString::from("/a b"));
-        assert_eq!(unescape_mountinfo("/plain"), OsString::from("/plain"));
-        assert_eq!(unescape_mountinfo("/end\\"), OsString::from("/end\\"));
-    }
 
     #[test]
     fn capabilities_init_lacks_are_dropped() {
@@ -464,7 +405,6 @@ mod tests {
         assert!(drop.contains(&16) && drop.contains(&25) && drop.contains(&27), "{drop:?}");
         assert!(!drop.contains(&0) && !drop.contains(&21), "chown and sys_admin stay: {drop:?}");
         assert_eq!(caps_to_drop("CapBnd:\t000001ffffffffff\n", 40), Vec::<u32>::new());
-        assert_eq!(ppid(status), Some(25335));
     }
 
     #[test]

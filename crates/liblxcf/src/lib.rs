@@ -6,6 +6,7 @@
 //! arguments and prints.
 
 pub mod batch;
+pub mod cgroupfs;
 pub mod config;
 pub mod copy;
 pub mod deploy;

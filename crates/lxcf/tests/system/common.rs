@@ -84,10 +84,9 @@ pub struct Env {
 }
 
 /// Every environment holds this lock shared; one that boots tens of containers at
-/// once holds it exclusively, so that it runs alone. systemd services of the same
-/// name in different containers share cgroups on hosts like this one (see
-/// docs/ARCHITECTURE.md), and many boots at once make other tests' containers come
-/// up `degraded` now and then. Taken before the slot: a waiting test holds nothing.
+/// once holds it exclusively, so that it runs alone: on two cores, tens of boots at
+/// once would stretch other tests' waits. Taken before the slot: a waiting test
+/// holds nothing.
 fn heavy_lock(exclusive: bool) -> File {
     std::fs::create_dir_all("/run/lxcf-tests").unwrap();
     let f = File::create("/run/lxcf-tests/heavy.lock").unwrap();
@@ -172,7 +171,9 @@ impl Env {
             let o = self.exec(name, &["/bin/systemctl", "is-system-running"]);
             let state = o.stdout.trim().to_string();
             match state.as_str() {
-                "running" | "degraded" | "maintenance" | "stopping" | "offline" => return state,
+                // Not "offline": that is what systemctl says before systemd is PID 1
+                // (lxcf's init prepares the cgroups first).
+                "running" | "degraded" | "maintenance" | "stopping" => return state,
                 _ => last = format!("{state} {}", o.stderr.trim()),
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -265,4 +266,12 @@ pub fn ping(ip: &str) -> bool {
 pub fn list_json(env: &Env) -> Vec<serde_json::Value> {
     let o = env.lxcf(&["list", "--json"]).ok("lxcf list --json");
     serde_json::from_str::<Vec<serde_json::Value>>(&o.stdout).expect("list --json is a JSON array")
+}
+
+/// The PID of a container's init on the host: the only child of libvirt's controller,
+/// whose PID libvirt gives as the domain's ID.
+pub fn init_pid(name: &str) -> u32 {
+    let id = virsh(&["domid", name]).ok("domid").stdout.trim().to_string();
+    let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
+    children.trim().parse().unwrap()
 }

@@ -8,14 +8,6 @@ use std::time::Duration;
 use crate::common::*;
 use crate::pty::Pty;
 
-/// The PID of a container's init on the host: the only child of libvirt's controller,
-/// whose PID libvirt gives as the domain's ID.
-fn init_pid(name: &str) -> u32 {
-    let id = virsh(&["domid", name]).ok("domid").stdout.trim().to_string();
-    let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
-    children.trim().parse().unwrap()
-}
-
 #[test]
 fn exec_console_and_live_list() {
     let Some(env) = Env::new() else { return };

@@ -7,6 +7,7 @@ mod common;
 mod pty;
 
 mod bad_input;
+mod cgroups;
 mod concurrent;
 mod enter;
 mod fleet;
