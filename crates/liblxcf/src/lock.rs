@@ -38,6 +38,13 @@ pub fn exclusive(path: &Path) -> Result<Lock, LockError> {
     Ok(Lock { _file: file })
 }
 
+/// Waits for a shared hold: many may hold it at once, but not with an exclusive holder.
+pub fn shared(path: &Path) -> Result<Lock, LockError> {
+    let file = open(path)?;
+    rustix::fs::flock(&file, FlockOperation::LockShared).map_err(|e| LockError { path: path.into(), source: e.into() })?;
+    Ok(Lock { _file: file })
+}
+
 /// Takes the lock if nobody holds it.
 pub fn try_exclusive(path: &Path) -> Result<Option<Lock>, LockError> {
     let file = open(path)?;
@@ -59,6 +66,16 @@ mod tests {
         let l = exclusive(&p).unwrap();
         assert!(try_exclusive(&p).unwrap().is_none());
         drop(l);
+        assert!(try_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn shared_holders_exclude_an_exclusive_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("lock");
+        let (a, b) = (shared(&p).unwrap(), shared(&p).unwrap());
+        assert!(try_exclusive(&p).unwrap().is_none());
+        drop((a, b));
         assert!(try_exclusive(&p).unwrap().is_some());
     }
 }

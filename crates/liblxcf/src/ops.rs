@@ -18,6 +18,7 @@ use crate::layout::Model;
 use crate::lock::{self, Lock, LockError};
 use crate::name::{self, NameError};
 use crate::net::{self, Hosts, NetError};
+use crate::resources::{ResourceError, Setting};
 use crate::rootfs::{self, Identity, RootfsError};
 use crate::scoped::Root;
 use crate::storage::{self, Backend, StorageError};
@@ -55,6 +56,8 @@ pub enum Error {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("container `{0}` is running; only a stopped container can be cloned")]
     Running(String),
@@ -76,6 +79,7 @@ impl Error {
             Error::Net(NetError::Full { .. }) => {
                 "erase containers you no longer need, or give [Network] subnet a larger network in the config".into()
             }
+            Error::Resource(e) => return e.hint(),
             _ => return None,
         })
     }
@@ -126,8 +130,15 @@ pub struct Container {
     pub meta: Meta,
 }
 
+impl Container {
+    /// An lxcf container's domain and its metadata, as `lxcf list` shows them.
+    pub(crate) fn of(d: Domain, meta: Meta) -> Container {
+        Container { name: d.name, state: d.state, autostart: d.autostart, storage: storage::backend_of(&meta.root), meta }
+    }
+}
+
 /// Where the locks live: beside the containers, in a directory no container name can take.
-fn lock_dir(cfg: &Config) -> PathBuf {
+pub(crate) fn lock_dir(cfg: &Config) -> PathBuf {
     cfg.root.join(".lxcf")
 }
 
@@ -137,6 +148,11 @@ fn global_lock(cfg: &Config) -> Result<Lock> {
 
 fn name_lock(cfg: &Config, name: &str) -> Result<Lock> {
     lock::try_exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?.ok_or_else(|| Error::Busy(name.into()))
+}
+
+/// NAME's lock, waiting for it: for short changes that may queue behind each other.
+pub(crate) fn name_lock_wait(cfg: &Config, name: &str) -> Result<Lock> {
+    Ok(lock::exclusive(&lock_dir(cfg).join(format!("{name}.lock")))?)
 }
 
 pub fn container_dir(cfg: &Config, name: &str) -> PathBuf {
@@ -246,8 +262,10 @@ pub(crate) fn undo_root<'a>(r: &Reserved, undo: &mut Undo<'a>) -> Rc<Cell<bool>>
 }
 
 /// The last steps of a new container, whose root is complete in `r.partial`: its
-/// identity, the rename to its final place, the domain (`xml`), the start. On
-/// success every step is kept.
+/// identity, the rename to its final place, the domain (`xml`) with `settings` put in
+/// its definition, the start, and what the runtime does not apply at start by
+/// itself (network rates). On success every step is kept.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn install<'a>(
     cfg: &Config,
     rt: &'a dyn Runtime,
@@ -255,6 +273,7 @@ pub(crate) fn install<'a>(
     r: &Reserved,
     renamed: &Cell<bool>,
     xml: &str,
+    settings: &[Setting],
     mut undo: Undo<'a>,
 ) -> Result<()> {
     let root = Root::open(&r.partial).map_err(RootfsError::from)?;
@@ -265,16 +284,26 @@ pub(crate) fn install<'a>(
     renamed.set(true);
     rt.define(xml)?;
     undo.push(format!("undefine {name}"), move || rt.undefine(name).map_err(|e| e.to_string()));
+    for s in settings {
+        rt.set_resource(name, s, false)?;
+    }
     let t = std::time::Instant::now();
     rt.start(name)?;
     tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
     undo.push(format!("stop {name}"), move || rt.destroy(name).map_err(|e| e.to_string()));
+    rt.reapply(name)?;
     undo.commit();
     Ok(())
 }
 
 /// Creates a container and starts it: `lxcf sysgen`.
 pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) -> Result<Container> {
+    sysgen_with(cfg, rt, name, model, &[])
+}
+
+/// [`sysgen`] with resource settings, checked already (`tune::sysgen` checks them),
+/// put in the definition before the first start.
+pub fn sysgen_with(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>, settings: &[Setting]) -> Result<Container> {
     let model = model.unwrap_or(cfg.model);
     let hosts = Hosts::new(&cfg.hosts);
     let mut undo = Undo::default();
@@ -309,12 +338,12 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>) 
         memory_kib: host_memory_kib(),
         vcpus: host_cpus(),
     };
-    install(cfg, rt, name, &r, &renamed, &xml::domain_xml(&spec), undo)?;
+    install(cfg, rt, name, &r, &renamed, &xml::domain_xml(&spec), settings, undo)?;
     Ok(Container { name: name.into(), state: State::Running, autostart: false, storage: Some(backend), meta })
 }
 
 /// The domain of an lxcf container of this configuration.
-fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
+pub fn lxcf_domain(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<(Domain, Meta)> {
     name::validate(name)?;
     let d = rt.domain(name)?.ok_or_else(|| Error::NotFound(name.into()))?;
     let meta = d.meta.clone().ok_or_else(|| Error::Foreign(name.into()))?;
@@ -387,6 +416,13 @@ pub fn start(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<bool> {
     }
     rt.ensure_network(&cfg.network)?;
     rt.start(name)?;
+    // A container must not run without the limits it has: stop it if they fail.
+    if let Err(e) = rt.reapply(name) {
+        if let Err(e2) = rt.destroy(name) {
+            tracing::error!("could not stop {name} after its network rates failed: {e2}");
+        }
+        return Err(e.into());
+    }
     Ok(true)
 }
 
@@ -412,15 +448,9 @@ pub fn list(cfg: &Config, rt: &dyn Runtime) -> Result<Vec<Container>> {
     Ok(rt
         .domains()?
         .into_iter()
-        .filter_map(|d| {
-            let meta = d.meta?;
-            (meta.root.parent() == Some(cfg.root.as_path())).then(|| Container {
-                name: d.name,
-                state: d.state,
-                autostart: d.autostart,
-                storage: storage::backend_of(&meta.root),
-                meta,
-            })
+        .filter_map(|mut d| {
+            let meta = d.meta.take()?;
+            (meta.root.parent() == Some(cfg.root.as_path())).then(|| Container::of(d, meta))
         })
         .collect())
 }
@@ -429,4 +459,4 @@ mod clone;
 pub use clone::clone;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,18 +1,25 @@
 //! `lxcf`: the command line. Parsing, privilege check and output only; the work is
-//! in `liblxcf`.
+//! in `liblxcf`. Without a command it opens the LXCF shell ([`shell`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use liblxcf::resources::Throttle;
 
 mod cmd;
 mod exit;
+mod shell;
 
 use exit::Exit;
 
 #[derive(Parser)]
-#[command(name = "lxcf", version, about = "Divide one Linux host into long-lived system containers on libvirt-LXC")]
+#[command(
+    name = "lxcf",
+    version,
+    about = "Divide one Linux host into long-lived system containers on libvirt-LXC",
+    after_help = "Without a command, lxcf opens the LXCF shell (prompt `LXCF # `)."
+)]
 struct Cli {
     /// Configuration file (INI).
     #[arg(long, global = true, env = "LXCF_CONFIG", default_value = liblxcf::config::DEFAULT_PATH)]
@@ -21,25 +28,68 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a container from the host and start it.
+    /// Create containers from the host and start them (-n 15 m: m0001 to m0015).
     Sysgen(cmd::sysgen::Args),
-    /// Stop a container and remove it: domain, root directory, hosts line.
+    /// Stop containers and remove them: domain, root directory, hosts line.
     Erase(cmd::erase::Args),
-    /// Start a stopped container.
+    /// Start stopped containers.
     Start(cmd::start::Args),
-    /// Shut a container down (init first, then hard after a timeout).
+    /// Shut containers down (init first, then hard after a timeout).
     Stop(cmd::stop::Args),
-    /// Start a container when the host boots, or no longer (-d).
+    /// Start containers when the host boots, or no longer (-d).
     Sysstart(cmd::sysstart::Args),
-    /// List the containers: name, state, model, IP, autostart, storage.
+    /// List the containers: name, state, model, IP, autostart, storage, CPU % and memory.
     List(cmd::list::Args),
     /// Make a new container from a stopped one and start it.
     Clone(cmd::clone::Args),
+    /// Set the CPUs a container may run on.
+    Cpun(cmd::tune::Cpun),
+    /// Set a container's share of the host's CPU time, in percent.
+    Cpurate(cmd::tune::Cpurate),
+    /// Set the NUMA nodes a container takes memory from.
+    Numa(cmd::tune::Numa),
+    /// Set a container's memory limit.
+    Memlimit(cmd::tune::Memlimit),
+    /// Set a container's memory+swap limit.
+    Memswlimit(cmd::tune::Memswlimit),
+    /// Limit a container's reads from a disk, in bytes per second.
+    #[command(name = "blkio_r")]
+    BlkioR(cmd::tune::Blkio),
+    /// Limit a container's writes to a disk, in bytes per second.
+    #[command(name = "blkio_w")]
+    BlkioW(cmd::tune::Blkio),
+    /// Limit a container's reads from a disk, in operations per second.
+    #[command(name = "blkioops_r")]
+    BlkioopsR(cmd::tune::Blkioops),
+    /// Limit a container's writes to a disk, in operations per second.
+    #[command(name = "blkioops_w")]
+    BlkioopsW(cmd::tune::Blkioops),
+    /// Limit the network traffic into a container, in bytes per second.
+    #[command(name = "net_in")]
+    NetIn(cmd::tune::Net),
+    /// Limit the network traffic out of a container, in bytes per second.
+    #[command(name = "net_out")]
+    NetOut(cmd::tune::Net),
+    /// Show a container's resource settings: configured, and in effect.
+    Show(cmd::show::Args),
+    /// Run a package command for every container and the host, all or nothing.
+    Update(cmd::update::Args),
+    /// Copy a host file or directory to the same path in every container.
+    Deploy(cmd::deploy::Args),
+    /// Run a command inside a running container: lxcf exec NAME -- CMD [ARG]...
+    Exec(cmd::exec::Args),
+    /// Attach to a running container's console (leave with Ctrl-]).
+    Console(cmd::console::Args),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::completions::Args),
+    /// Write the man pages into a directory.
+    #[command(hide = true)]
+    Manpages(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,22 +107,30 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let result = run(cli);
+    let code = match cli.command {
+        Some(command) => report(run(&cli.config, command)),
+        None => report(shell::run(&cli.config)),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a failure (one line, and a hint) and gives the exit status.
+fn report(result: Result<u8, exit::Failure>) -> u8 {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lxcf: error: {}", e.message);
             if let Some(h) = &e.hint {
                 eprintln!("hint: {h}");
             }
-            ExitCode::from(e.code as u8)
+            e.code as u8
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), exit::Failure> {
-    // The talk: "Only root user can execute lxcf commands on host". libvirt's
-    // privileged socket and the files lxcf writes need it anyway; say so up front.
+/// The talk: "Only root user can execute lxcf commands on host". libvirt's
+/// privileged socket and the files lxcf writes need it anyway; say so up front.
+fn require_root() -> Result<(), exit::Failure> {
     if !rustix::process::geteuid().is_root() {
         return Err(exit::Failure {
             code: Exit::Permission,
@@ -80,8 +138,25 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
             hint: Some("run it with sudo, or as root".into()),
         });
     }
-    let cfg = liblxcf::config::Config::load(&cli.config).map_err(exit::Failure::config)?;
-    match cli.command {
+    Ok(())
+}
+
+/// Runs one command; its exit status (`exec` and `console` pass the command's through).
+fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> {
+    // Generated from the CLI definition alone: no root, no configuration needed.
+    match command {
+        Command::Completions(a) => return cmd::completions::run(a).map(|()| 0),
+        Command::Manpages(a) => return cmd::completions::man(a).map(|()| 0),
+        _ => {}
+    }
+    require_root()?;
+    let cfg = liblxcf::config::Config::load(config).map_err(exit::Failure::config)?;
+    // An interrupted `lxcf update` is finished or rolled back before anything else.
+    // Update and deploy lock for themselves; exec and console may last a whole
+    // session and change nothing of lxcf's, so they do not hold updates back.
+    let unlocked = matches!(command, Command::Update(_) | Command::Deploy(_) | Command::Exec(_) | Command::Console(_));
+    let _update_lock = cmd::update::before(&cfg, unlocked)?;
+    let done = match command {
         Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
         Command::Erase(a) => cmd::erase::run(&cfg, a),
         Command::Start(a) => cmd::start::run(&cfg, a),
@@ -89,5 +164,23 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
         Command::List(a) => cmd::list::run(&cfg, a),
         Command::Clone(a) => cmd::clone::run(&cfg, a),
-    }
+        Command::Cpun(a) => cmd::tune::cpun(&cfg, a),
+        Command::Cpurate(a) => cmd::tune::cpurate(&cfg, a),
+        Command::Numa(a) => cmd::tune::numa(&cfg, a),
+        Command::Memlimit(a) => cmd::tune::memlimit(&cfg, a),
+        Command::Memswlimit(a) => cmd::tune::memswlimit(&cfg, a),
+        Command::BlkioR(a) => cmd::tune::blkio(&cfg, Throttle::ReadBps, a),
+        Command::BlkioW(a) => cmd::tune::blkio(&cfg, Throttle::WriteBps, a),
+        Command::BlkioopsR(a) => cmd::tune::blkioops(&cfg, Throttle::ReadIops, a),
+        Command::BlkioopsW(a) => cmd::tune::blkioops(&cfg, Throttle::WriteIops, a),
+        Command::NetIn(a) => cmd::tune::net_in(&cfg, a),
+        Command::NetOut(a) => cmd::tune::net_out(&cfg, a),
+        Command::Show(a) => cmd::show::run(&cfg, a),
+        Command::Update(a) => cmd::update::run(&cfg, a),
+        Command::Deploy(a) => cmd::deploy::run(&cfg, a),
+        Command::Exec(a) => return cmd::exec::run(&cfg, a),
+        Command::Console(a) => return cmd::console::run(&cfg, a),
+        Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
+    };
+    done.map(|()| 0)
 }

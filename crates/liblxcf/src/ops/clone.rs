@@ -64,6 +64,6 @@ pub fn clone(cfg: &Config, rt: &dyn Runtime, src: &str, new: &str) -> Result<Con
     };
     let xml = xml::derive(&src_xml, new, uuid::Uuid::new_v4(), &new_meta, cfg.network.subnet.prefix_len(), cfg.network.gateway)
         .map_err(|msg| VirtError::Op { op: "derive a domain from", object: src.into(), msg })?;
-    install(cfg, rt, new, &r, &renamed, &xml, undo)?;
+    install(cfg, rt, new, &r, &renamed, &xml, &[], undo)?;
     Ok(Container { name: new.into(), state: State::Running, autostart: false, storage: Some(backend), meta: new_meta })
 }

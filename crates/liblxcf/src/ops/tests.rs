@@ -6,13 +6,13 @@ use crate::virt::fake::Fake;
 use std::fs;
 use std::os::unix::fs::symlink;
 
-struct Env {
-    tmp: tempfile::TempDir,
-    cfg: Config,
-    rt: Fake,
+pub(crate) struct Env {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) cfg: Config,
+    pub(crate) rt: Fake,
 }
 
-fn env() -> Env {
+pub(crate) fn env() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("host");
     for d in ["usr/bin", "etc", "var/lib", "var/log", "root"] {
@@ -35,7 +35,7 @@ fn env() -> Env {
 
 /// Everything a command could change: the files under the root (lock files aside),
 /// the hosts file and the domains.
-fn snapshot(e: &Env) -> (Vec<PathBuf>, String, Vec<String>) {
+pub(crate) fn snapshot(e: &Env) -> (Vec<PathBuf>, String, Vec<String>) {
     let mut files = Vec::new();
     if e.cfg.root.exists() {
         let mut stack = vec![e.cfg.root.clone()];

@@ -1,5 +1,6 @@
 //! [`Runtime`] on libvirt's LXC driver, through the `virt` crate.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -7,15 +8,16 @@ use virt::domain::Domain as VDomain;
 use virt::error::ErrorNumber;
 use virt::sys;
 
-use super::{xml, Domain, Runtime, State, VirtError};
+use super::{xml, Domain, Runtime, State, Usage, VirtError};
 use crate::config::NetConfig;
+use crate::resources::{Effective, Setting, Settings};
 
 pub struct Libvirt {
     conn: Connect,
     uri: String,
 }
 
-fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
+pub(super) fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> VirtError + 'a {
     move |e| VirtError::Op { op, object: object.to_string(), msg: e.message().to_string() }
 }
 
@@ -43,7 +45,7 @@ impl Libvirt {
         }
     }
 
-    fn get(&self, name: &str) -> Result<VDomain, VirtError> {
+    pub(super) fn get(&self, name: &str) -> Result<VDomain, VirtError> {
         self.lookup(name)?.ok_or_else(|| VirtError::Op { op: "find", object: name.into(), msg: "no such domain".into() })
     }
 
@@ -120,10 +122,24 @@ impl Runtime for Libvirt {
     }
 
     fn undefine(&self, name: &str) -> Result<(), VirtError> {
-        self.get(name)?.undefine().map_err(op("undefine", name))
+        self.get(name)?.undefine().map_err(op("undefine", name))?;
+        // And the cgroups its init made (see cgroupfs); libvirt removes only its own.
+        // A leftover is harmless (the container reuses it), so it is only reported.
+        let removed = std::fs::read_to_string("/proc/self/mountinfo")
+            .and_then(|mi| crate::cgroupfs::remove_container_cgroups(&mi, name));
+        if let Err(e) = removed {
+            tracing::warn!("{name}: {e}");
+        }
+        Ok(())
     }
 
     fn start(&self, name: &str) -> Result<(), VirtError> {
+        // One start at a time from this process: starting domains at once from
+        // threads on one connection once left a container running without libvirt's
+        // monitor ("End of file while reading data"; see docs/ARCHITECTURE.md).
+        // Batches build roots in parallel; the start itself takes a fraction of a second.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         self.get(name)?.create().map_err(op("start", name))
     }
 
@@ -143,6 +159,29 @@ impl Runtime for Libvirt {
         }
         tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
         self.destroy(name)
+    }
+
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        let mut asked = Vec::new();
+        for name in names {
+            let d = self.get(name)?;
+            if !d.is_active().map_err(op("read state of", name))? {
+                continue;
+            }
+            match d.shutdown() {
+                Ok(()) => asked.push((*name, d)),
+                Err(e) if is(&e, ErrorNumber::OperationInvalid) => {} // stopped meanwhile
+                Err(e) => return Err(op("shut down", name)(e)),
+            }
+        }
+        let until = Instant::now() + timeout;
+        for (name, d) in &asked {
+            if !self.wait_inactive(d, name, until.saturating_duration_since(Instant::now()))? {
+                tracing::warn!("{name} did not stop within {} s; stopping it hard", timeout.as_secs());
+                self.destroy(name)?;
+            }
+        }
+        Ok(())
     }
 
     fn destroy(&self, name: &str) -> Result<(), VirtError> {
@@ -192,5 +231,70 @@ impl Runtime for Libvirt {
             n.set_autostart(true).map_err(op("set autostart of network", &net.name))?;
         }
         Ok(())
+    }
+
+    // Resource settings: in virt::tune, which says which way each takes.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError> {
+        self.settings_of(name)
+    }
+
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError> {
+        self.change_setting(name, s, live)
+    }
+
+    fn reapply(&self, name: &str) -> Result<(), VirtError> {
+        self.reapply_net(name)
+    }
+
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError> {
+        self.effective_of(name)
+    }
+
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError> {
+        let active = self.conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(op("list", "running domains"))?;
+        let mut out = BTreeMap::new();
+        for d in &active {
+            // The name is kept by the client: no request.
+            let Ok(name) = d.name() else { continue };
+            if !names.contains(&name.as_str()) {
+                continue;
+            }
+            // One request gives both: for LXC, libvirt reads the container's cpuacct
+            // and memory cgroups (memory in KiB), on cgroup v1 and v2 alike.
+            match d.info() {
+                Ok(i) if i.state != virt::enumutil::Enum::Known(virt::domain::DomainState::Shutoff) => {
+                    out.insert(name, Usage { cpu_ns: i.cpu_time, memory_bytes: i.memory * 1024 });
+                }
+                Ok(_) => {}
+                // Stopped and undefined since the listing.
+                Err(e) if is(&e, ErrorNumber::NoDomain) || is(&e, ErrorNumber::OperationInvalid) => {}
+                Err(e) => return Err(op("read usage of", &name)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        let Some(d) = self.lookup(name)? else { return Ok(None) };
+        // An LXC domain's ID is the PID of its libvirt_lxc controller, and the
+        // container's init is the controller's only child. (libvirt's own
+        // virDomainLxcOpenNamespace is in libvirt-lxc, which the virt crate does not bind.)
+        let Some(controller) = d.id() else { return Ok(None) };
+        let tasks = format!("/proc/{controller}/task");
+        let children = std::fs::read_dir(&tasks)
+            .map_err(|e| VirtError::Op { op: "find the init of", object: name.into(), msg: format!("{tasks}: {e}") })?
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        match children.as_slice() {
+            [pid] => Ok(Some(*pid)),
+            [] => Ok(None), // stopping, or not yet started
+            more => Err(VirtError::Op {
+                op: "find the init of",
+                object: name.into(),
+                msg: format!("its controller (PID {controller}) has {} children", more.len()),
+            }),
+        }
     }
 }

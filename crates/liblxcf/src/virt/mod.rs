@@ -2,14 +2,17 @@
 //! the [`Runtime`] trait, so operations are unit-tested against [`fake::Fake`], and
 //! a second runtime (systemd-nspawn) could be added behind the same trait.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::NetConfig;
 use crate::layout::Model;
+use crate::resources::{Effective, Setting, Settings};
 
 pub mod libvirt;
+pub mod tune;
 pub mod xml;
 
 #[cfg(test)]
@@ -75,6 +78,15 @@ pub struct Domain {
     pub meta: Option<Meta>,
 }
 
+/// What a running container uses, as the runtime counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// CPU time of all its processes since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use (its memory cgroup's usage: resident pages and page cache).
+    pub memory_bytes: u64,
+}
+
 /// The operations lxcf needs from a container runtime.
 pub trait Runtime {
     /// Every domain, lxcf's and others'.
@@ -90,8 +102,33 @@ pub trait Runtime {
     fn shutdown(&self, name: &str, timeout: Duration) -> Result<(), VirtError>;
     /// Stops at once.
     fn destroy(&self, name: &str) -> Result<(), VirtError>;
+    /// [`Runtime::shutdown`] for several containers at once: each init is asked
+    /// first, then all are waited for together, so stopping N containers takes
+    /// about as long as the slowest, not the sum. This default is one by one.
+    fn shutdown_all(&self, names: &[&str], timeout: Duration) -> Result<(), VirtError> {
+        names.iter().try_for_each(|n| self.shutdown(n, timeout))
+    }
     fn set_autostart(&self, name: &str, on: bool) -> Result<(), VirtError>;
     /// Creates the network if missing, starts it, marks it autostart. Errors if a
     /// network of that name exists with another address.
     fn ensure_network(&self, net: &NetConfig) -> Result<(), VirtError>;
+    /// The resource settings in the persistent definition.
+    fn resources(&self, name: &str) -> Result<Settings, VirtError>;
+    /// Changes one resource setting in the persistent definition and, with `live`, in
+    /// the running container.
+    fn set_resource(&self, name: &str, s: &Setting, live: bool) -> Result<(), VirtError>;
+    /// Sets, on a container that has just started, what the runtime does not set at
+    /// start by itself: the network rates. (lxcf's libvirt hook does the same for
+    /// starts lxcf does not make.)
+    fn reapply(&self, name: &str) -> Result<(), VirtError>;
+    /// The limits in effect, read back from the kernel; `None` when it is not running.
+    fn effective(&self, name: &str) -> Result<Option<Effective>, VirtError>;
+    /// CPU time and memory of those of `names` that are running. One call for all:
+    /// `list` reads them twice for CPU %, and per-name lookups would double its
+    /// requests. Only these: reading a domain that another client is starting or
+    /// stopping waits for that to finish.
+    fn usage(&self, names: &[&str]) -> Result<BTreeMap<String, Usage>, VirtError>;
+    /// The PID, in the host's PID namespace, of the container's init; `None` when
+    /// it is not running.
+    fn init_pid(&self, name: &str) -> Result<Option<u32>, VirtError>;
 }

@@ -66,13 +66,28 @@ pub fn meta_xml(m: &Meta) -> String {
     )
 }
 
+/// The container's init: `/bin/sh -c PLACE lxcf-init BOOT`, which gives it cgroups
+/// of its own and then execs `/sbin/init` (see the scripts in `init/`). Written
+/// into the definition rather than into the root, so that it is the same for every
+/// container and changes with lxcf, and `virsh dumpxml` shows all of it.
+pub const INIT_PLACE: &str = include_str!("init/place.sh");
+pub const INIT_BOOT: &str = include_str!("init/boot.sh");
+
+fn init_xml() -> String {
+    let mut x = String::from("    <init>/bin/sh</init>\n");
+    for arg in ["-c", INIT_PLACE, "lxcf-init", INIT_BOOT] {
+        let _ = writeln!(x, "    <initarg>{}</initarg>", esc(arg));
+    }
+    x
+}
+
 pub fn domain_xml(s: &DomainSpec) -> String {
     let m = s.meta;
     let mut x = String::new();
     let _ = write!(
         x,
         "<domain type='lxc'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <metadata>\n    {meta}\n  </metadata>\n  \
-         <memory unit='KiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n    <init>/sbin/init</init>\n  </os>\n  \
+         <memory unit='KiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n{init}  </os>\n  \
          <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  \
          <devices>\n    <filesystem type='mount'>\n      <source dir='{root}'/>\n      <target dir='/'/>\n    </filesystem>\n",
         name = esc(s.name),
@@ -81,6 +96,7 @@ pub fn domain_xml(s: &DomainSpec) -> String {
         mem = s.memory_kib,
         vcpus = s.vcpus,
         root = path_str(&m.root),
+        init = init_xml(),
     );
     for e in ENTRIES {
         if e.action(m.model) == Action::BindReadOnly {
@@ -262,6 +278,18 @@ mod tests {
         assert_eq!(ip.attribute("address"), Some("192.168.125.7"));
         let route = doc.descendants().find(|n| n.has_tag_name("route")).unwrap();
         assert_eq!(route.attribute("gateway"), Some("192.168.125.1"));
+    }
+
+    #[test]
+    fn init_prepares_cgroups_then_boots_systemd() {
+        let x = domain_xml(&spec(&meta(Model::Joint)));
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let text = |tag: &str| doc.descendants().filter(|n| n.has_tag_name(tag)).map(|n| n.text().unwrap_or("")).collect::<Vec<_>>();
+        assert_eq!(text("init"), ["/bin/sh"]);
+        // The scripts come back from the XML as written, quotes and `>` included.
+        assert_eq!(text("initarg"), ["-c", INIT_PLACE, "lxcf-init", INIT_BOOT]);
+        assert!(INIT_PLACE.contains("exec unshare --cgroup /bin/sh -c \"$1\""));
+        assert!(INIT_BOOT.trim_end().ends_with("exec /sbin/init"));
     }
 
     #[test]

@@ -1,15 +1,16 @@
 use liblxcf::config::Config;
 
+use super::batch::{self, Targets};
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    pub name: String,
+    #[command(flatten)]
+    pub targets: Targets,
 }
 
 pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let names = a.targets.names()?;
     let rt = super::connect(cfg)?;
-    liblxcf::ops::erase(cfg, &rt, &a.name)?;
-    eprintln!("{}: erased", a.name);
-    Ok(())
+    batch::run("erase", &a.targets, &names, |n| Ok(liblxcf::ops::erase(cfg, &rt, n)?), |_| "erased".into())
 }

@@ -1,4 +1,5 @@
 use liblxcf::config::Config;
+use liblxcf::status::{self, human_bytes};
 
 use crate::exit::Failure;
 
@@ -11,11 +12,12 @@ pub struct Args {
 
 pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
     let rt = super::connect(cfg)?;
-    let list = liblxcf::ops::list(cfg, &rt)?;
+    let list = status::list(cfg, &rt, status::WINDOW)?;
     if a.json {
         let v: Vec<_> = list
             .iter()
-            .map(|c| {
+            .map(|s| {
+                let c = &s.container;
                 serde_json::json!({
                     "name": c.name,
                     "state": c.state.as_str(),
@@ -24,17 +26,28 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
                     "autostart": c.autostart,
                     "root": c.meta.root,
                     "storage": c.storage.map(|s| s.as_str()),
+                    "cpu_percent": s.live.map(|l| (l.cpu_percent * 10.0).round() / 10.0),
+                    "cpu_time_ns": s.live.map(|l| l.cpu_ns),
+                    "memory_bytes": s.live.map(|l| l.memory_bytes),
                 })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("plain values"));
         return Ok(());
     }
-    let w = list.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
-    println!("{:w$}  {:8}  {:8}  {:15}  {:9}  STORAGE", "NAME", "STATE", "MODEL", "IP", "AUTOSTART");
-    for c in &list {
+    let w = list.iter().map(|s| s.container.name.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {:>6}  {:>6}",
+        "NAME", "STATE", "MODEL", "IP", "AUTOSTART", "STORAGE", "CPU%", "MEMORY"
+    );
+    for s in &list {
+        let c = &s.container;
+        let (cpu, mem) = match s.live {
+            Some(l) => (format!("{:.1}", l.cpu_percent), human_bytes(l.memory_bytes)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{:w$}  {:8}  {:8}  {:15}  {:9}  {}",
+            "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {cpu:>6}  {mem:>6}",
             c.name,
             c.state.as_str(),
             c.meta.model.as_str(),

@@ -1,21 +1,97 @@
 use liblxcf::config::Config;
 use liblxcf::layout::Model;
+use liblxcf::resources::{Request, Throttle};
 
+use super::batch::{self, Targets};
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Container name: becomes its hostname, libvirt domain and directory.
-    pub name: String,
-    /// Override the configured model for this container.
+    /// Container names: each becomes a hostname, libvirt domain and directory.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Override the configured model for these containers.
     #[arg(long, value_parser = ["joint", "separate"])]
     pub model: Option<String>,
+    /// Resource settings, as the commands of the same names take them (see `lxcf
+    /// help cpun` and so on). All are checked before anything is built.
+    #[command(flatten)]
+    pub res: Resources,
+}
+
+#[derive(clap::Args)]
+#[command(next_help_heading = "Resource settings (as the commands of the same names)")]
+pub struct Resources {
+    /// CPUs, like 0-3,6.
+    #[arg(long, value_name = "CPUS", allow_hyphen_values = true)]
+    pub cpun: Option<String>,
+    /// Percent of the host's CPU time, 1..100.
+    #[arg(long, value_name = "PERCENT", allow_hyphen_values = true)]
+    pub cpurate: Option<String>,
+    /// NUMA nodes, like 0-1.
+    #[arg(long, value_name = "NODES", allow_hyphen_values = true)]
+    pub numa: Option<String>,
+    /// Memory limit, like 2G.
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memlimit: Option<String>,
+    /// Memory+swap limit, at least --memlimit.
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memswlimit: Option<String>,
+    /// Disk read bytes/s; repeat for more disks.
+    #[arg(long = "blkio_r", alias = "blkio-r", value_name = "DEVICE,RATE")]
+    pub blkio_r: Vec<String>,
+    /// Disk write bytes/s.
+    #[arg(long = "blkio_w", alias = "blkio-w", value_name = "DEVICE,RATE")]
+    pub blkio_w: Vec<String>,
+    /// Disk read operations/s.
+    #[arg(long = "blkioops_r", alias = "blkioops-r", value_name = "DEVICE,IOPS")]
+    pub blkioops_r: Vec<String>,
+    /// Disk write operations/s.
+    #[arg(long = "blkioops_w", alias = "blkioops-w", value_name = "DEVICE,IOPS")]
+    pub blkioops_w: Vec<String>,
+    /// Network bytes/s into the container.
+    #[arg(long = "net_in", alias = "net-in", value_name = "RATE", allow_hyphen_values = true)]
+    pub net_in: Option<String>,
+    /// Network bytes/s out of the container.
+    #[arg(long = "net_out", alias = "net-out", value_name = "RATE", allow_hyphen_values = true)]
+    pub net_out: Option<String>,
+}
+
+impl Resources {
+    fn requests(self) -> Result<Vec<Request>, liblxcf::ops::Error> {
+        let mut r = Vec::new();
+        r.extend(self.cpun.map(Request::Cpun));
+        r.extend(self.cpurate.map(Request::Cpurate));
+        r.extend(self.numa.map(Request::Numa));
+        r.extend(self.memlimit.map(Request::Memlimit));
+        r.extend(self.memswlimit.map(Request::Memswlimit));
+        for (t, args) in [
+            (Throttle::ReadBps, self.blkio_r),
+            (Throttle::WriteBps, self.blkio_w),
+            (Throttle::ReadIops, self.blkioops_r),
+            (Throttle::WriteIops, self.blkioops_w),
+        ] {
+            for a in args {
+                r.push(Request::blkio(t, &a)?);
+            }
+        }
+        r.extend(self.net_in.map(Request::NetIn));
+        r.extend(self.net_out.map(Request::NetOut));
+        Ok(r)
+    }
 }
 
 pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let names = a.targets.names()?;
+    let reqs = a.res.requests()?;
     let rt = super::connect(cfg)?;
+    super::check_limits(&rt, &names)?;
     let model = a.model.map(|m| m.parse::<Model>().expect("clap checked the value"));
-    let c = liblxcf::ops::sysgen(cfg, &rt, &a.name, model)?;
-    eprintln!("{}: created ({} model, {}) and started", c.name, c.meta.model, c.meta.ip);
-    Ok(())
+    batch::run(
+        "sysgen",
+        &a.targets,
+        &names,
+        |n| Ok(liblxcf::tune::sysgen(cfg, &rt, n, model, &reqs)?),
+        |c| format!("created ({} model, {}) and started", c.meta.model, c.meta.ip),
+    )
 }

@@ -1,19 +1,26 @@
 use liblxcf::config::Config;
 
+use super::batch::{self, Targets};
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    pub name: String,
+    #[command(flatten)]
+    pub targets: Targets,
     /// Disable: no longer start it at boot.
     #[arg(short = 'd', long = "disable")]
     pub disable: bool,
 }
 
 pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let names = a.targets.names()?;
     let rt = super::connect(cfg)?;
-    liblxcf::ops::sysstart(cfg, &rt, &a.name, !a.disable)?;
     let what = if a.disable { "no longer starts" } else { "starts" };
-    eprintln!("{}: {what} when the host boots", a.name);
-    Ok(())
+    batch::run(
+        "sysstart",
+        &a.targets,
+        &names,
+        |n| Ok(liblxcf::ops::sysstart(cfg, &rt, n, !a.disable)?),
+        |()| format!("{what} when the host boots"),
+    )
 }

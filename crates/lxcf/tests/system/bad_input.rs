@@ -3,7 +3,7 @@
 use crate::common::*;
 
 /// The error is one line (plus, at most, one hint line).
-fn one_line(o: &Out) {
+pub(crate) fn one_line(o: &Out) {
     let lines: Vec<&str> = o.stderr.lines().collect();
     assert!(!lines.is_empty() && lines[0].starts_with("lxcf: error: "), "{}", o.stderr);
     assert!(lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("hint: ")), "{}", o.stderr);

@@ -109,7 +109,11 @@ fn on_btrfs_roots_are_subvolumes_and_clones_snapshots() {
     // A root on a filesystem mounted after libvirtd started boots.
     env.assert_running(&a);
     let table = env.lxcf(&["list"]).ok("list").stdout;
-    assert!(table.lines().next().unwrap().ends_with("STORAGE") && table.contains("btrfs"), "{table}");
+    // The STORAGE column, after AUTOSTART and before the live figures.
+    let col = |line: &str| line.split_whitespace().nth(5).map(str::to_string);
+    let mut lines = table.lines();
+    assert_eq!(col(lines.next().unwrap()).as_deref(), Some("STORAGE"), "{table}");
+    assert_eq!(col(lines.find(|l| l.starts_with(&a)).unwrap()).as_deref(), Some("btrfs"), "{table}");
 
     env.lxcf(&["stop", &a]).ok("stop");
     let t = std::time::Instant::now();

@@ -62,11 +62,13 @@ pub struct Opts {
     /// Prefix length of the test subnet.
     pub prefix_len: u8,
     pub forward: &'static str,
+    /// Run while no other test of this suite runs (`heavy_lock`).
+    pub alone: bool,
 }
 
 impl Default for Opts {
     fn default() -> Opts {
-        Opts { storage: None, model: "joint", prefix_len: 24, forward: "none" }
+        Opts { storage: None, model: "joint", prefix_len: 24, forward: "none", alone: false }
     }
 }
 
@@ -84,6 +86,19 @@ pub struct Env {
     /// Every container of this environment starts with it.
     pub prefix: String,
     _slot: File,
+    _heavy: File,
+}
+
+/// Every environment holds this lock shared; one that boots tens of containers at
+/// once holds it exclusively, so that it runs alone: on two cores, tens of boots at
+/// once would stretch other tests' waits. Taken before the slot: a waiting test
+/// holds nothing.
+fn heavy_lock(exclusive: bool) -> File {
+    std::fs::create_dir_all("/run/lxcf-tests").unwrap();
+    let f = File::create("/run/lxcf-tests/heavy.lock").unwrap();
+    let op = if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
+    rustix::fs::flock(&f, op).unwrap();
+    f
 }
 
 /// A slot (0..=249) held for the life of the environment: its number makes the
@@ -109,6 +124,7 @@ impl Env {
         if !host_ready() {
             return None;
         }
+        let heavy = heavy_lock(o.alone);
         let (slot, lock) = take_slot();
         let dir = tempfile::Builder::new().prefix("lxcf-test-").tempdir().unwrap();
         let root = dir.path().join("lxc");
@@ -131,7 +147,7 @@ impl Env {
         )
         .unwrap();
         let image = o.storage.map(|fs| Image::new(fs, dir.path().join(format!("{fs}.img")), &root));
-        let env = Env { image, dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock };
+        let env = Env { image, dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock, _heavy: heavy };
         // What a killed earlier run may have left in this slot.
         env.cleanup();
         Some(env)
@@ -162,7 +178,9 @@ impl Env {
             let o = self.exec(name, &["/bin/systemctl", "is-system-running"]);
             let state = o.stdout.trim().to_string();
             match state.as_str() {
-                "running" | "degraded" | "maintenance" | "stopping" | "offline" => return state,
+                // Not "offline": that is what systemctl says before systemd is PID 1
+                // (lxcf's init prepares the cgroups first).
+                "running" | "degraded" | "maintenance" | "stopping" => return state,
                 _ => last = format!("{state} {}", o.stderr.trim()),
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -313,4 +331,12 @@ pub fn ping(ip: &str) -> bool {
 pub fn list_json(env: &Env) -> Vec<serde_json::Value> {
     let o = env.lxcf(&["list", "--json"]).ok("lxcf list --json");
     serde_json::from_str::<Vec<serde_json::Value>>(&o.stdout).expect("list --json is a JSON array")
+}
+
+/// The PID of a container's init on the host: the only child of libvirt's controller,
+/// whose PID libvirt gives as the domain's ID.
+pub fn init_pid(name: &str) -> u32 {
+    let id = virsh(&["domid", name]).ok("domid").stdout.trim().to_string();
+    let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
+    children.trim().parse().unwrap()
 }

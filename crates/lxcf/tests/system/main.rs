@@ -4,10 +4,18 @@
 //! Without root or libvirt they are skipped, except under `CI=true`, where they fail.
 
 mod common;
+mod pty;
 
 mod bad_input;
+mod cgroups;
 mod clone;
 mod concurrent;
 mod copy;
+mod enter;
+mod fleet;
 mod lifecycle;
+mod resources;
 mod separate;
+mod update;
+mod deploy;
+mod shell;

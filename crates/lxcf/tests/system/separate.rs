@@ -1,5 +1,6 @@
 //! One separate-model container (it copies all of /usr, ~5 GiB here), checked once,
-//! and a clone of it (another copy), on a terminal to see the progress bar.
+//! updated in its own /usr, and a clone of it (another copy), on a terminal to see
+//! the progress bar.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -35,6 +36,9 @@ fn separate_container_has_a_private_usr() {
         assert_eq!(caps(&env.root.join(&c).join("usr/bin/ping")), Some(c0));
     }
 
+    // Shared fixture: `lxcf update` of a separate container (issue 4).
+    crate::update::separate_container_gets_packages_in_its_own_usr(&env, &c);
+
     // A clone copies the 5 GiB again; on a terminal it shows its progress.
     env.lxcf(&["stop", &c]).ok("stop");
     let c2 = env.name("sep2");
@@ -48,6 +52,7 @@ fn separate_container_has_a_private_usr() {
     assert_eq!(list_json(&env).iter().find(|x| x["name"] == c2.as_str()).unwrap()["model"], "separate");
     env.assert_running(&c2);
     assert!(env.root.join(&c2).join("usr/lxcf-test-marker").exists(), "the clone has its source's /usr");
+    assert!(env.root.join(&c2).join("usr/bin/lxcf-test-sep").is_file(), "and the package installed in it");
     if let Some(c0) = caps(host_ping) {
         assert_eq!(caps(&env.root.join(&c2).join("usr/bin/ping")), Some(c0));
     }

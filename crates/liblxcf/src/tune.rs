@@ -1,0 +1,197 @@
+//! The resource commands: cpun, cpurate, numa, memlimit, memswlimit, blkio_r/w,
+//! blkioops_r/w, net_in/out (through [`set`]), `sysgen` with settings, and `show`.
+//!
+//! Every request is parsed and checked against the host and the container's other
+//! settings before anything changes ([`resources::plan`]); then each change goes to
+//! the definition and, on a running container, live. If one fails, the changes made
+//! before it are put back, newest first.
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::layout::Model;
+use crate::ops::{self, Container, Result, Undo};
+use crate::resources::{self, blockdev, fmt_size, CpuQuota, Host, Request, Setting, System, Throttle};
+use crate::virt::{Runtime, State};
+
+/// What [`set`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: Vec<Setting>,
+    /// Also in the running container (else from its next start).
+    pub live: bool,
+}
+
+/// Applies the requests to container `name`, live if it runs.
+pub fn set(cfg: &Config, rt: &dyn Runtime, name: &str, reqs: &[Request]) -> Result<Applied> {
+    set_on(cfg, rt, &System, name, reqs)
+}
+
+/// [`set`] on a given host (a fake one in the tests).
+pub fn set_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, name: &str, reqs: &[Request]) -> Result<Applied> {
+    ops::lxcf_domain(cfg, rt, name)?;
+    // One change at a time per container (each reads the definition, then rewrites
+    // it); a second waits its turn.
+    let _lock = ops::name_lock_wait(cfg, name)?;
+    let (d, _) = ops::lxcf_domain(cfg, rt, name)?;
+    let live = d.state.is_active();
+    let mut now = rt.resources(name)?;
+    let changes = resources::plan(reqs, &now, host)?;
+    let mut undo = Undo::default();
+    for c in &changes {
+        // Registered first: a change can fail half-way (definition changed, kernel not).
+        let back = now.restoring(c);
+        undo.push(format!("put {} of {name} back", c.command()), move || rt.set_resource(name, &back, live).map_err(|e| e.to_string()));
+        rt.set_resource(name, c, live)?;
+        now.apply(c);
+    }
+    undo.commit();
+    Ok(Applied { changes, live })
+}
+
+/// `lxcf sysgen NAME [settings]`: the settings are checked before anything is built.
+pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>, reqs: &[Request]) -> Result<Container> {
+    sysgen_on(cfg, rt, &System, name, model, reqs)
+}
+
+pub fn sysgen_on(
+    cfg: &Config,
+    rt: &dyn Runtime,
+    host: &dyn Host,
+    name: &str,
+    model: Option<Model>,
+    reqs: &[Request],
+) -> Result<Container> {
+    crate::name::validate(name)?;
+    let settings = resources::plan(reqs, &resources::Settings::default(), host)?;
+    ops::sysgen_with(cfg, rt, name, model, &settings)
+}
+
+/// A value in `lxcf show`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// No limit.
+    Unlimited,
+    /// A CPU or node list.
+    Ids(String),
+    Percent(f64),
+    /// Bytes, or bytes per second.
+    Bytes(u64),
+    /// Operations per second.
+    Count(u64),
+    /// Something the kernel cannot tell.
+    Unknown(String),
+}
+
+impl Value {
+    /// For `--json`: no limit is `null`, amounts are numbers, lists strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Unlimited => serde_json::Value::Null,
+            Value::Ids(s) | Value::Unknown(s) => s.as_str().into(),
+            Value::Percent(p) if p.fract() == 0.0 => (*p as u64).into(),
+            Value::Percent(p) => (*p).into(),
+            Value::Bytes(n) | Value::Count(n) => (*n).into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Unlimited => f.write_str("unlimited"),
+            Value::Ids(s) | Value::Unknown(s) => f.write_str(s),
+            Value::Percent(p) if p.fract() == 0.0 => write!(f, "{p}%"),
+            Value::Percent(p) => write!(f, "{p:.2}%"),
+            Value::Bytes(n) => f.write_str(&fmt_size(*n)),
+            Value::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One line of `lxcf show`: a setting, its device (block I/O), what the definition
+/// holds and what the kernel has (`None` when the container is not running).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub setting: &'static str,
+    pub device: Option<String>,
+    pub configured: Value,
+    pub effective: Option<Value>,
+}
+
+/// What `lxcf show NAME` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub name: String,
+    pub state: State,
+    /// `v1` or `v2` when running.
+    pub cgroup: Option<&'static str>,
+    pub rows: Vec<Row>,
+}
+
+fn bytes(v: Option<u64>) -> Value {
+    v.map_or(Value::Unlimited, Value::Bytes)
+}
+
+pub fn show(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<Report> {
+    show_on(cfg, rt, &System, Path::new("/sys"), name)
+}
+
+/// [`show`] with the host's CPUs from `host` and device names from the sysfs at `sys`.
+pub fn show_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, sys: &Path, name: &str) -> Result<Report> {
+    let (d, _) = ops::lxcf_domain(cfg, rt, name)?;
+    let conf = rt.resources(name)?;
+    let eff = rt.effective(name)?;
+    let cpus = host.cpus()?.len() as u64;
+    let k = eff.as_ref().map(|e| &e.kernel);
+    let percent = |q: Option<CpuQuota>| q.map_or(Value::Unlimited, |q| Value::Percent(q.percent(cpus)));
+    let ids = |s: Option<&resources::IdSet>| s.map_or(Value::Ids("all".into()), |s| Value::Ids(s.to_string()));
+    let mut rows = vec![
+        Row { setting: "cpun", device: None, configured: ids(conf.cpus.as_ref()), effective: k.map(|k| Value::Ids(k.cpus.clone())) },
+        Row {
+            setting: "cpurate",
+            device: None,
+            configured: percent(conf.cpu_quota),
+            effective: k.map(|k| percent(k.cfs_quota.map(|quota| CpuQuota { period: k.cfs_period, quota }))),
+        },
+        Row { setting: "numa", device: None, configured: ids(conf.nodes.as_ref()), effective: k.map(|k| Value::Ids(k.mems.clone())) },
+        Row { setting: "memlimit", device: None, configured: bytes(conf.mem), effective: k.map(|k| bytes(k.mem)) },
+        Row {
+            setting: "memswlimit",
+            device: None,
+            configured: bytes(conf.memsw),
+            effective: k.map(|k| k.memsw.clone().map_or_else(Value::Unknown, bytes)),
+        },
+    ];
+    // Block I/O: one line per throttle and device set in the definition or the kernel,
+    // a `-` line for a throttle set nowhere.
+    for t in Throttle::ALL {
+        let amount = |v: u64| if t.is_iops() { Value::Count(v) } else { Value::Bytes(v) };
+        let mut devs: std::collections::BTreeMap<String, (Value, Option<Value>)> = conf
+            .blkio
+            .iter()
+            .filter(|((_, kind), _)| *kind == t)
+            .map(|((dev, _), v)| (dev.display().to_string(), (amount(*v), k.map(|_| Value::Unlimited))))
+            .collect();
+        for ((id, kind), v) in k.map(|k| &k.io).into_iter().flatten() {
+            if *kind == t {
+                devs.entry(blockdev::name_of(sys, id)).or_insert((Value::Unlimited, None)).1 = Some(amount(*v));
+            }
+        }
+        if devs.is_empty() {
+            devs.insert("-".into(), (Value::Unlimited, k.map(|_| Value::Unlimited)));
+        }
+        rows.extend(devs.into_iter().map(|(dev, (configured, effective))| Row {
+            setting: t.command(),
+            device: Some(dev),
+            configured,
+            effective,
+        }));
+    }
+    rows.push(Row { setting: "net_in", device: None, configured: bytes(conf.net_in), effective: eff.as_ref().map(|e| bytes(e.net_in)) });
+    rows.push(Row { setting: "net_out", device: None, configured: bytes(conf.net_out), effective: eff.as_ref().map(|e| bytes(e.net_out)) });
+    Ok(Report { name: name.into(), state: d.state, cgroup: eff.map(|e| e.cgroup.as_str()), rows })
+}
+
+#[cfg(test)]
+mod tests;

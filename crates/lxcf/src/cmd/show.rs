@@ -1,0 +1,58 @@
+//! `lxcf show NAME [--json]`: every resource setting, as configured and as in effect.
+
+use liblxcf::config::Config;
+
+use crate::exit::Failure;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub name: String,
+    /// JSON for scripts: no limit is null, sizes and rates are bytes (per second),
+    /// cpurate a percent, CPU and node lists strings.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let rt = super::connect(cfg)?;
+    let r = liblxcf::tune::show(cfg, &rt, &a.name)?;
+    if a.json {
+        let rows: Vec<_> = r
+            .rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({
+                    "setting": row.setting,
+                    "device": row.device,
+                    "configured": row.configured.to_json(),
+                    "effective": row.effective.as_ref().map(|v| v.to_json()),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({ "name": r.name, "state": r.state.as_str(), "cgroup": r.cgroup, "settings": rows });
+        println!("{}", serde_json::to_string_pretty(&v).expect("plain values"));
+        return Ok(());
+    }
+    match r.cgroup {
+        Some(v) => println!("{}: {}, values in effect read from its cgroup ({v}) and tc", r.name, r.state.as_str()),
+        None => println!("{}: {}, the configured values take effect at its next start", r.name, r.state.as_str()),
+    }
+    let cells: Vec<[String; 4]> = r
+        .rows
+        .iter()
+        .map(|row| {
+            [
+                row.setting.to_string(),
+                row.device.clone().unwrap_or_default(),
+                row.configured.to_string(),
+                row.effective.as_ref().map_or("-".into(), |v| v.to_string()),
+            ]
+        })
+        .collect();
+    let head = ["SETTING", "DEVICE", "CONFIGURED", "IN EFFECT"].map(String::from);
+    let w: Vec<usize> = (0..4).map(|i| cells.iter().chain([&head]).map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    for c in [&head].into_iter().chain(&cells) {
+        println!("{:w0$}  {:w1$}  {:w2$}  {}", c[0], c[1], c[2], c[3], w0 = w[0], w1 = w[1], w2 = w[2]);
+    }
+    Ok(())
+}

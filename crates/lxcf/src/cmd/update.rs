@@ -1,0 +1,151 @@
+use std::ffi::OsString;
+
+use liblxcf::config::Config;
+use liblxcf::lock::Lock;
+use liblxcf::update::{self, Event, Outcome, Recovered, Report, Request};
+
+use crate::exit::{Exit, Failure};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only these containers, and not the host; end the list with `--`.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    pub to: Vec<String>,
+    /// On stdout, JSON: each target's status, exit code and output.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments, passed through untouched (dpkg, apt-get, rpm, dnf...).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Run before every command: finishes or rolls back an interrupted update, then
+/// (for commands other than update and deploy, which lock for themselves) holds
+/// the update lock shared, so that no update runs in the middle of the command.
+pub fn before(cfg: &Config, locks_itself: bool) -> Result<Option<Lock>, Failure> {
+    if update::pending(cfg) {
+        let rt = super::connect(cfg)?;
+        if let Some(r) = update::recover(cfg, &rt)? {
+            print_recovered(&r);
+        }
+    }
+    if locks_itself {
+        return Ok(None);
+    }
+    Ok(update::shared_lock(cfg)?)
+}
+
+fn print_recovered(r: &Recovered) {
+    let cmd = r.command.join(" ");
+    let names = r.containers.join(", ");
+    if r.committed {
+        eprintln!("lxcf: an interrupted `lxcf update {cmd}` was finished: committed in {names}");
+    } else {
+        eprintln!("lxcf: an interrupted `lxcf update {cmd}` was rolled back: {names} as before");
+        if r.host_started {
+            eprintln!("lxcf: warning: the command had started on the host, which may be changed; run the update again");
+        }
+    }
+}
+
+/// The command's output, indented under its target's line.
+fn print_output(o: &Outcome) {
+    for l in o.stdout.lines().chain(o.stderr.lines()) {
+        eprintln!("  | {l}");
+    }
+}
+
+pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+    let rt = super::connect(cfg)?;
+    let runner = update::sandbox::Sandbox::new(cfg);
+    let to = (!a.to.is_empty()).then_some(a.to.as_slice());
+    let mut progress = |ev: Event| match ev {
+        Event::Recovered(r) => print_recovered(r),
+        _ if a.json => {}
+        Event::Stopping(n) => eprintln!("{n}: stopping"),
+        Event::Running(n) => eprintln!("{n}: running the command"),
+        Event::Ran(n, o) if o.success() => {
+            eprintln!("{n}: ok ({:.2} s)", o.seconds);
+            // With -v, what the command printed, everywhere.
+            if tracing::enabled!(tracing::Level::INFO) {
+                print_output(o);
+            }
+        }
+        Event::Ran(n, o) => {
+            eprintln!("{n}: FAILED ({}, after {:.2} s)", o.describe(), o.seconds);
+            print_output(o);
+        }
+        Event::Committed(n) => eprintln!("{n}: committed"),
+        Event::Started(n) => eprintln!("{n}: started"),
+    };
+    let report = update::update(cfg, &rt, &runner, &Request { command: &a.command, to }, &mut progress)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json(&report)).expect("plain values"));
+    }
+    if let Some(f) = report.failed() {
+        let o = f.outcome.as_ref().map(|o| o.describe()).unwrap_or_default();
+        return Err(Failure {
+            code: Exit::Failure,
+            message: format!("the command failed in {} ({o}); nothing was changed, in any container or on the host", f.name),
+            hint: None,
+        });
+    }
+    let containers: Vec<&str> = report.targets.iter().filter(|t| t.model.is_some()).map(|t| t.name.as_str()).collect();
+    let host = report.targets.iter().any(|t| t.model.is_none());
+    if !a.json {
+        let down = report.targets.iter().filter_map(|t| t.downtime).fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+        let what = match (containers.is_empty(), host) {
+            (true, _) => "the host (there are no containers)".to_string(),
+            (false, true) => format!("{} and the host", containers.join(", ")),
+            (false, false) => containers.join(", "),
+        };
+        match down {
+            Some(d) => eprintln!("updated: {what}; containers down {d:.2} s at most"),
+            None => eprintln!("updated: {what}"),
+        }
+    }
+    if let Some(t) = report.targets.iter().find(|t| t.restart_error.is_some()) {
+        return Err(Failure {
+            code: Exit::Failure,
+            message: format!("updated, but `{}` could not be started again: {}", t.name, t.restart_error.as_deref().unwrap_or("")),
+            hint: Some(format!("see why with `lxcf start {}`", t.name)),
+        });
+    }
+    Ok(())
+}
+
+fn json(r: &Report) -> serde_json::Value {
+    let targets: Vec<_> = r
+        .targets
+        .iter()
+        .map(|t| {
+            let o = t.outcome.as_ref();
+            serde_json::json!({
+                "name": t.name,
+                "kind": if t.model.is_some() { "container" } else { "host" },
+                "model": t.model.map(|m| m.as_str()),
+                "status": t.status.as_str(),
+                "exit_code": o.and_then(|o| o.code),
+                "signal": o.and_then(|o| o.signal),
+                "error": o.and_then(|o| o.error.clone()),
+                "seconds": o.map(|o| o.seconds),
+                "downtime_seconds": t.downtime,
+                "restart_error": t.restart_error,
+                "stdout": o.map(|o| o.stdout.as_str()),
+                "stderr": o.map(|o| o.stderr.as_str()),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "committed": r.committed,
+        "failed": r.failed().map(|t| t.name.as_str()),
+        "phase_seconds": r.phases.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "recovered": r.recovered.as_ref().map(|x| serde_json::json!({
+            "command": x.command,
+            "committed": x.committed,
+            "containers": x.containers,
+            "host_started": x.host_started,
+        })),
+        "targets": targets,
+    })
+}

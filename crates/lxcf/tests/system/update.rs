@@ -1,0 +1,358 @@
+//! `lxcf update` on real containers with real packages: .deb files built here
+//! with dpkg-deb, installed with dpkg, checked with dpkg-query, virsh and
+//! lxc-enter-namespace. Packages are named `lxcf-test-*`; a guard purges them from
+//! the host at the end of each test, also when it fails.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// Holds the host's package database for one test (tests run in parallel, dpkg
+/// takes one at a time) and purges the test's packages from the host when dropped.
+pub struct HostPackages {
+    names: Vec<String>,
+    _lock: File,
+}
+
+impl HostPackages {
+    pub fn new(names: &[&str]) -> HostPackages {
+        std::fs::create_dir_all("/run/lxcf-tests").unwrap();
+        let f = File::create("/run/lxcf-tests/dpkg.lock").unwrap();
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let h = HostPackages { names: names.iter().map(|s| s.to_string()).collect(), _lock: f };
+        h.purge(); // what a killed earlier run may have left
+        h
+    }
+
+    fn purge(&self) {
+        for n in &self.names {
+            run(Command::new("dpkg").args(["--purge", n]));
+        }
+    }
+}
+
+impl Drop for HostPackages {
+    fn drop(&mut self) {
+        self.purge();
+        for n in &self.names {
+            if host_has(n) {
+                eprintln!("warning: could not purge {n} from the host");
+            }
+        }
+    }
+}
+
+/// `install ok installed` in the host's package database.
+pub fn host_has(pkg: &str) -> bool {
+    installed(None, pkg)
+}
+
+/// Whether the package database (the host's, or the one under `root`) lists `pkg` as installed.
+pub fn installed(root: Option<&Path>, pkg: &str) -> bool {
+    let mut c = Command::new("dpkg-query");
+    if let Some(r) = root {
+        c.arg(format!("--admindir={}", r.join("var/lib/dpkg").display()));
+    }
+    run(c.args(["-W", "-f=${Status}", pkg])).stdout == "install ok installed"
+}
+
+/// Builds `dir/NAME.deb`: `/usr/bin/NAME` prints "NAME from HOSTNAME", conffile
+/// `/etc/NAME.conf`, and a postinst that writes `/var/lib/NAME/state` with the
+/// hostname and then runs `extra`.
+pub fn deb(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}-pkg"));
+    for d in ["DEBIAN", "usr/bin", "etc"] {
+        std::fs::create_dir_all(p.join(d)).unwrap();
+    }
+    std::fs::write(
+        p.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: lxcf tests <root@localhost>\nDescription: lxcf test package\n"),
+    )
+    .unwrap();
+    std::fs::write(p.join("DEBIAN/conffiles"), format!("/etc/{name}.conf\n")).unwrap();
+    let script = |f: &str, body: String| {
+        std::fs::write(p.join(f), format!("#!/bin/sh\nset -e\n{body}")).unwrap();
+        std::fs::set_permissions(p.join(f), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    script("DEBIAN/postinst", format!("mkdir -p /var/lib/{name}\necho \"configured on $(hostname)\" > /var/lib/{name}/state\n{extra}\n"));
+    script("DEBIAN/postrm", format!("if [ \"$1\" = purge ]; then rm -rf /var/lib/{name}; fi\n"));
+    script(&format!("usr/bin/{name}"), format!("echo \"{name} from $(hostname)\"\n"));
+    std::fs::write(p.join(format!("etc/{name}.conf")), "greeting=hello\n").unwrap();
+    let out = dir.join(format!("{name}.deb"));
+    run(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&p).arg(&out)).ok("dpkg-deb");
+    out
+}
+
+/// Every entry under `dir` with type, mode, owner, size, mtime, ctime and a hash
+/// of its contents (or link target): equal fingerprints mean untouched trees.
+pub fn fingerprint(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let mut h = DefaultHasher::new();
+            if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().hash(&mut h);
+            } else if m.is_file() {
+                std::fs::read(&p).unwrap_or_default().hash(&mut h);
+            } else if m.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(format!(
+                "{} {:o} {}:{} {} {}.{} {}.{} {:x}",
+                p.strip_prefix(dir).unwrap().display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                h.finish()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn etc_var(env: &Env, name: &str) -> (Vec<String>, Vec<String>) {
+    let r = env.root.join(name);
+    (fingerprint(&r.join("etc")), fingerprint(&r.join("var")))
+}
+
+/// Creates (and starts) the containers PREFIX0, PREFIX1... of this environment.
+fn containers(env: &Env, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| env.name(&format!("{prefix}{i}"))).collect();
+    for c in &names {
+        env.lxcf(&["sysgen", c]).ok("sysgen");
+    }
+    names
+}
+
+fn state(name: &str) -> String {
+    virsh(&["domstate", name]).stdout.trim().to_string()
+}
+
+/// No overlay of lxcf's is left mounted on the host.
+fn no_mounts_left(env: &Env) {
+    let m = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = env.root.to_string_lossy().to_string();
+    assert!(!m.lines().any(|l| l.contains(&ours)), "mounts left under {ours}:\n{m}");
+}
+
+fn update_json(env: &Env, args: &[&str]) -> (Out, serde_json::Value) {
+    let mut a = vec!["update", "--json"];
+    a.extend_from_slice(args);
+    let o = env.lxcf(&a);
+    let v = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", o.stdout, o.stderr));
+    (o, v)
+}
+
+#[test]
+fn joint_update_installs_and_removes_everywhere() {
+    let Some(env) = Env::new() else { return };
+    let pkg = "lxcf-test-hello";
+    let _host = HostPackages::new(&[pkg]);
+    let names = containers(&env, "u", 3);
+    let package = deb(env.dir.path(), pkg, "");
+
+    let (o, v) = update_json(&env, &["dpkg", "-i", package.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(v["committed"], true);
+    let targets = v["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4);
+    for t in targets {
+        assert_eq!((t["status"].as_str(), t["exit_code"].as_i64()), (Some("updated"), Some(0)), "{t}");
+    }
+    assert_eq!(targets[3]["name"], "host");
+    assert!(targets[0]["downtime_seconds"].as_f64().unwrap() > 0.0);
+
+    // The host has the program and the package.
+    assert!(host_has(pkg));
+    assert!(Path::new("/usr/bin/lxcf-test-hello").exists());
+    for n in &names {
+        let root = env.root.join(n);
+        // Its own package database lists it; its own /etc has the conffile; its own
+        // /var has what the postinst wrote, with its own hostname.
+        assert!(installed(Some(&root), pkg), "{n}: not in its dpkg database");
+        assert_eq!(std::fs::read_to_string(root.join("etc/lxcf-test-hello.conf")).unwrap(), "greeting=hello\n");
+        assert_eq!(std::fs::read_to_string(root.join("var/lib/lxcf-test-hello/state")).unwrap(), format!("configured on {n}\n"));
+        // Started again, and the program runs inside.
+        assert_eq!(state(n), "running");
+        let out = env.exec(n, &["/usr/bin/lxcf-test-hello"]).ok("run the program inside");
+        assert_eq!(out.stdout.trim(), format!("lxcf-test-hello from {n}"));
+        let s = env.exec(n, &["/usr/bin/dpkg-query", "-W", "-f=${Status}", pkg]).ok("dpkg-query inside");
+        assert_eq!(s.stdout, "install ok installed");
+    }
+    assert!(!env.root.join(".lxcf/update").exists());
+    no_mounts_left(&env);
+
+    // Purging goes through the same path: deletions (whiteouts) are committed.
+    let o = env.lxcf(&["update", "dpkg", "--purge", pkg]).ok("update dpkg --purge");
+    assert!(o.stderr.contains("updated: ") && o.stderr.contains("and the host"), "{}", o.stderr);
+    assert!(!host_has(pkg) && !Path::new("/usr/bin/lxcf-test-hello").exists());
+    for n in &names {
+        let root = env.root.join(n);
+        assert!(!installed(Some(&root), pkg));
+        assert!(!root.join("etc/lxcf-test-hello.conf").exists() && !root.join("var/lib/lxcf-test-hello").exists());
+        assert_eq!(state(n), "running");
+    }
+}
+
+#[test]
+fn failing_postinst_in_one_container_changes_nothing() {
+    let Some(env) = Env::new() else { return };
+    let pkg = "lxcf-test-fail";
+    let _host = HostPackages::new(&[pkg]);
+    let names = containers(&env, "f", 3);
+    // Stopped containers do not write to their /var: their trees can be compared
+    // byte for byte. The third keeps running, to see it started again.
+    for n in &names[..2] {
+        env.lxcf(&["stop", n]).ok("stop");
+    }
+    let second = &names[1];
+    let package = deb(env.dir.path(), pkg, &format!("if [ \"$(hostname)\" = {second} ]; then echo \"refusing on $(hostname)\" >&2; exit 1; fi"));
+    let before: Vec<_> = names[..2].iter().map(|n| etc_var(&env, n)).collect();
+    let host_status = std::fs::read("/var/lib/dpkg/status").unwrap();
+
+    let (o, v) = update_json(&env, &["dpkg", "-i", package.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("the command failed in {second} (exit status 1)")), "{}", o.stderr);
+    assert!(o.stderr.contains("nothing was changed"), "{}", o.stderr);
+    assert_eq!(v["committed"], false);
+    assert_eq!(v["failed"], second.as_str());
+    let t = |n: &str| v["targets"].as_array().unwrap().iter().find(|t| t["name"] == n).unwrap().clone();
+    assert_eq!((t(second)["status"].as_str(), t(second)["exit_code"].as_i64()), (Some("failed"), Some(1)));
+    assert!(t(second)["stderr"].as_str().unwrap().contains(&format!("refusing on {second}")), "{}", t(second));
+    assert_eq!(t(&names[0])["status"], "rolled back");
+    assert!(["rolled back", "not run"].contains(&t(&names[2])["status"].as_str().unwrap()));
+    assert_eq!(t("host")["status"], "not run");
+
+    // Without --json: the failing container's output under its line.
+    let o = env.lxcf(&["update", "dpkg", "-i", package.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains(&format!("{second}: FAILED (exit status 1")) && o.stderr.contains(&format!("  | refusing on {second}")), "{}", o.stderr);
+
+    // Byte for byte as before: package database, /etc and /var of the stopped ones.
+    let after: Vec<_> = names[..2].iter().map(|n| etc_var(&env, n)).collect();
+    assert_eq!(after, before);
+    for n in &names[..2] {
+        assert_eq!(state(n), "shut off", "{n} was stopped and stays so");
+    }
+    // The running one: not installed, running again.
+    assert!(!installed(Some(&env.root.join(&names[2])), pkg));
+    assert!(!env.root.join(&names[2]).join("etc/lxcf-test-fail.conf").exists());
+    assert_eq!(state(&names[2]), "running");
+    // The host: untouched.
+    assert_eq!(std::fs::read("/var/lib/dpkg/status").unwrap(), host_status);
+    assert!(!host_has(pkg) && !Path::new("/usr/bin/lxcf-test-fail").exists());
+    assert!(!env.root.join(".lxcf/update").exists());
+    no_mounts_left(&env);
+}
+
+#[test]
+fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
+    let Some(env) = Env::new() else { return };
+    let pkg = "lxcf-test-crash";
+    let _host = HostPackages::new(&[pkg]);
+    let [a, b]: [String; 2] = containers(&env, "k", 2).try_into().unwrap();
+    let package = deb(env.dir.path(), pkg, "");
+    let crash = |step: &str| {
+        run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", step).args(["update", "dpkg", "-i", package.to_str().unwrap()]))
+    };
+    let journal = env.root.join(".lxcf/update/journal.json");
+
+    // Killed after every container ran, before the host: rolled back.
+    let o = crash("ran");
+    assert_eq!(o.code, -1, "killed by SIGKILL: {}", o.stderr);
+    assert!(journal.exists());
+    assert_eq!((state(&a), state(&b)), ("shut off".into(), "shut off".into()));
+    let o = env.lxcf(&["list"]).ok("list");
+    assert!(o.stderr.contains("was rolled back"), "{}", o.stderr);
+    for n in [&a, &b] {
+        assert!(!installed(Some(&env.root.join(n)), pkg));
+        assert_eq!(state(n), "running", "{n} started again");
+    }
+    assert!(!host_has(pkg), "the host was not reached");
+    assert!(!journal.exists());
+
+    // Killed in the middle of committing the second container: finished.
+    let o = crash(&format!("commit:{b}:2"));
+    assert_eq!(o.code, -1, "{}", o.stderr);
+    assert!(installed(Some(&env.root.join(&a)), pkg), "the first was committed before the kill");
+    assert!(!installed(Some(&env.root.join(&b)), pkg) || !env.root.join(&b).join("etc/lxcf-test-crash.conf").exists(), "the second only partly");
+    let o = env.lxcf(&["list"]).ok("list");
+    assert!(o.stderr.contains("was finished: committed in"), "{}", o.stderr);
+    for n in [&a, &b] {
+        let root = env.root.join(n);
+        assert!(installed(Some(&root), pkg), "{n}");
+        assert!(root.join("etc/lxcf-test-crash.conf").exists());
+        assert_eq!(std::fs::read_to_string(root.join("var/lib/lxcf-test-crash/state")).unwrap(), format!("configured on {n}\n"));
+        assert_eq!(state(n), "running");
+    }
+    assert!(host_has(pkg));
+    assert!(!journal.exists());
+    no_mounts_left(&env);
+}
+
+#[test]
+fn update_to_named_containers_leaves_the_rest() {
+    let Some(env) = Env::new() else { return };
+    let [a, b]: [String; 2] = containers(&env, "t", 2).try_into().unwrap();
+    let marker = "/etc/lxcf-test-to-marker";
+    let script = format!("hostname > {marker}");
+    let o = env.lxcf(&["update", "--to", &a, "--", "/bin/sh", "-c", &script]).ok("update --to");
+    assert!(!o.stderr.contains(&b) && !o.stderr.contains("host"), "{}", o.stderr);
+    assert_eq!(std::fs::read_to_string(env.root.join(&a).join(&marker[1..])).unwrap().trim(), a);
+    assert!(!env.root.join(&b).join(&marker[1..]).exists());
+    assert!(!Path::new(marker).exists(), "not the host");
+
+    // An unknown name: nothing is stopped or run.
+    let before = env.snapshot();
+    let o = env.lxcf(&["update", "--to", &a, "nope", "--", "/bin/sh", "-c", &script]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(o.stderr.contains("no container named `nope`"), "{}", o.stderr);
+    assert_eq!((state(&a), state(&b)), ("running".into(), "running".into()));
+    assert_eq!(env.snapshot(), before);
+    // A command that cannot start fails like any other: nothing changes.
+    let o = env.lxcf(&["update", "--to", &a, "--", "/nonexistent/program"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("cannot run /nonexistent/program"), "{}", o.stderr);
+    assert_eq!(state(&a), "running");
+    no_mounts_left(&env);
+}
+
+/// Called from the separate-model test, which owns the one separate container
+/// (a 5 GiB copy): a package lands in the container's own /usr, not the host's.
+pub fn separate_container_gets_packages_in_its_own_usr(env: &Env, name: &str) {
+    let pkg = "lxcf-test-sep";
+    let bad = "lxcf-test-sepfail";
+    let _host = HostPackages::new(&[pkg, bad]);
+    let root = env.root.join(name);
+    let good = deb(env.dir.path(), pkg, "");
+    env.lxcf(&["update", "--to", name, "--", "dpkg", "-i", good.to_str().unwrap()]).ok("update --to separate");
+    assert!(root.join("usr/bin/lxcf-test-sep").is_file(), "in the container's own /usr");
+    assert!(!Path::new("/usr/bin/lxcf-test-sep").exists() && !host_has(pkg), "not on the host");
+    assert!(installed(Some(&root), pkg));
+    assert_eq!(std::fs::read_to_string(root.join("var/lib/lxcf-test-sep/state")).unwrap(), format!("configured on {name}\n"));
+    let out = env.exec(name, &["/usr/bin/lxcf-test-sep"]).ok("run inside");
+    assert_eq!(out.stdout.trim(), format!("lxcf-test-sep from {name}"));
+
+    // A failing install leaves its /usr as it was.
+    let failing = deb(env.dir.path(), bad, "exit 1");
+    let usr_bin = fingerprint(&root.join("usr/bin"));
+    let o = env.lxcf(&["update", "--to", name, "--", "dpkg", "-i", failing.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(fingerprint(&root.join("usr/bin")), usr_bin);
+    assert!(!installed(Some(&root), bad));
+}
