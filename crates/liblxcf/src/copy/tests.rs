@@ -161,3 +161,27 @@ fn existing_destination_is_an_error() {
     let e = copy_tree(&src, &tmp.path().join("dst"), &Options::default()).unwrap_err();
     assert!(e.to_string().contains("dst"), "{e}");
 }
+
+/// Callers that hold directories open name them as `/proc/self/fd/N` (merge does):
+/// the parents are found through those links; the top of the source is still never
+/// a symlink followed.
+#[test]
+fn parents_given_through_open_descriptors() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    fs::create_dir_all(src.join("tree")).unwrap();
+    fs::create_dir(&dst).unwrap();
+    sample(&src.join("tree"));
+    let (s, d) = (fs::File::open(&src).unwrap(), fs::File::open(&dst).unwrap());
+    let fd = |f: &fs::File, rel: &str| PathBuf::from(format!("/proc/self/fd/{}/{rel}", f.as_raw_fd()));
+    copy_tree(&fd(&s, "tree"), &fd(&d, "tree"), &Options::default()).unwrap();
+    assert_eq!(fs::read(dst.join("tree/a/file")).unwrap(), b"hello");
+    assert_eq!(meta(&dst.join("tree/a/exe")).mode() & 0o7777, 0o4755);
+    copy_entry(&fd(&s, "tree/sparse"), &fd(&d, "sparse")).unwrap();
+    assert_eq!(fs::read(dst.join("sparse")).unwrap(), fs::read(src.join("tree/sparse")).unwrap());
+
+    symlink("tree", src.join("link")).unwrap();
+    copy_tree(&src.join("link"), &dst.join("link"), &Options::default()).unwrap_err();
+    assert!(fs::symlink_metadata(dst.join("link")).is_err(), "nothing made");
+}

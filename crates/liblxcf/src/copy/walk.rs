@@ -29,6 +29,11 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
+/// The parent directories the caller names (of the destination, or of a single
+/// entry) are looked up as any path is, their last component included: callers
+/// hand in `/proc/self/fd/N` paths of directories they hold open (`merge`).
+const PARENT_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
 /// One tree being copied, shared by the workers.
 struct Tree<'a> {
     job: &'a Job,
@@ -132,7 +137,7 @@ pub(super) fn run(jobs: &[Job], ctl: &Control) -> Result<Stats> {
                 source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the directory is not empty"),
             });
         }
-        let pfd = rustix::fs::open(parent, DIR_FLAGS, Mode::empty()).map_err(super::err("open", parent))?;
+        let pfd = rustix::fs::open(parent, PARENT_FLAGS, Mode::empty()).map_err(super::err("open", parent))?;
         let dst = rustix::fs::openat(&pfd, name, DIR_FLAGS, Mode::empty()).map_err(super::err("open", &job.dst))?;
         trees.push(Tree {
             job,
@@ -176,8 +181,8 @@ pub(super) fn run(jobs: &[Job], ctl: &Control) -> Result<Stats> {
 
 /// [`super::copy_entry`]: one non-directory, by the same code as a tree's entries.
 pub(super) fn run_entry(sparent: &Path, dparent: &Path, name: &OsStr) -> Result<()> {
-    let src = rustix::fs::open(sparent, DIR_FLAGS, Mode::empty()).map_err(super::err("open", sparent))?;
-    let dst = rustix::fs::open(dparent, DIR_FLAGS, Mode::empty()).map_err(super::err("open", dparent))?;
+    let src = rustix::fs::open(sparent, PARENT_FLAGS, Mode::empty()).map_err(super::err("open", sparent))?;
+    let dst = rustix::fs::open(dparent, PARENT_FLAGS, Mode::empty()).map_err(super::err("open", dparent))?;
     let st = rustix::fs::statx(&src, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).map_err(super::err("stat", sparent))?;
     let job = Job::new(sparent, dparent, Default::default());
     let tree = Tree {
