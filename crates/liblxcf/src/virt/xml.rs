@@ -126,6 +126,8 @@ pub fn domain_xml(s: &DomainSpec) -> String {
 /// added to it since) except what makes a domain itself: name, UUID, lxcf's
 /// metadata, the root filesystem's source, the interfaces' network, address and
 /// gateway, and their MAC addresses, which are dropped so that libvirt makes new ones.
+/// The init is this lxcf's, as in [`domain_xml`]: the source may have been made by
+/// an older one.
 pub fn derive(src: &str, name: &str, uuid: uuid::Uuid, meta: &Meta, prefix_len: u8, gateway: Ipv4Addr) -> Result<String, String> {
     let doc = roxmltree::Document::parse(src).map_err(|e| format!("unreadable domain XML: {e}"))?;
     let dom = doc.root_element();
@@ -144,6 +146,18 @@ pub fn derive(src: &str, name: &str, uuid: uuid::Uuid, meta: &Meta, prefix_len: 
     text("uuid", uuid.to_string())?;
     let m = doc.descendants().find(|n| n.has_tag_name((NS, "container"))).ok_or("no lxcf metadata in the domain XML")?;
     edits.push((m.range(), meta_xml(meta)));
+    // The old init's elements go, each with the indentation before it; the new one
+    // takes the place of the first, or follows <type>.
+    let os = child(dom, "os").ok_or("no <os> in the domain XML")?;
+    let ty = child(os, "type").ok_or("no <os><type> in the domain XML")?;
+    let mut init = Some(format!("\n{}", init_xml().trim_end()));
+    for n in os.children().filter(|n| n.has_tag_name("init") || n.has_tag_name("initarg")) {
+        let indent = n.prev_sibling().filter(|t| t.is_text() && t.text().is_some_and(|t| t.trim().is_empty()));
+        edits.push((indent.map_or(n.range().start, |t| t.range().start)..n.range().end, init.take().unwrap_or_default()));
+    }
+    if let Some(init) = init {
+        edits.push((ty.range().end..ty.range().end, init));
+    }
     fn attr(n: roxmltree::Node<'_, '_>, name: &str) -> Option<std::ops::Range<usize>> {
         n.attributes().find(|a| a.name() == name && a.namespace().is_none()).map(|a| a.range_value())
     }
@@ -341,6 +355,29 @@ mod tests {
         assert!(x.contains("gateway='10.1.0.1'"), "{x}");
         assert!(x.contains("<hard_limit unit='KiB'>524288</hard_limit>") && x.contains("<shares>512</shares>"), "{x}");
         assert!(derive("<domain/>", "a", uuid, &m, 24, "10.0.0.1".parse().unwrap()).is_err());
+        // The init comes through, once.
+        let args = |x: &str| {
+            let doc = roxmltree::Document::parse(x).unwrap();
+            let os = doc.descendants().find(|n| n.has_tag_name("os")).unwrap();
+            os.children().filter(|n| n.is_element()).map(|n| n.text().unwrap_or("").to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(args(&x), ["exe", "/bin/sh", "-c", INIT_PLACE, "lxcf-init", INIT_BOOT]);
+        assert!(!x.contains("\n    \n"), "no blank lines left: {x}");
+    }
+
+    /// A source made before lxcf wrote its own init (`/sbin/init`), or by an older
+    /// lxcf's scripts, gets this lxcf's init in the clone.
+    #[test]
+    fn derived_xml_has_this_lxcfs_init() {
+        let m = meta(Model::Joint);
+        let x = domain_xml(&spec(&m));
+        let a = x.find("    <init>").unwrap();
+        let b = x.find("  </os>").unwrap();
+        for old in ["    <init>/sbin/init</init>\n", "    <init>/bin/sh</init>\n    <initarg>-c</initarg>\n    <initarg>old</initarg>\n", ""] {
+            let src = format!("{}{old}{}", &x[..a], &x[b..]);
+            let d = derive(&src, "web2", uuid::Uuid::nil(), &m, 24, "192.168.125.1".parse().unwrap()).unwrap();
+            assert_eq!(d, x.replace("<name>web1</name>", "<name>web2</name>"), "from {old:?}");
+        }
     }
 
     #[test]
