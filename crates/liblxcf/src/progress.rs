@@ -1,10 +1,11 @@
 //! A progress bar on stderr for long copies: files, bytes and rate, drawn by
 //! indicatif from the copy's counters ([`crate::copy::Progress`]). Nothing at all
 //! when stderr is not a terminal (scripts, logs, tests), and nothing for a copy
-//! that ends within [`DELAY`] (a joint root), so short commands stay quiet.
+//! that ends within [`DELAY`] (a joint root), so short commands stay quiet; none
+//! either while a [`Quiet`] lives (batches, which print a line per container).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +17,36 @@ use crate::copy::Progress;
 /// How long a copy runs before the bar appears.
 pub const DELAY: Duration = Duration::from_millis(700);
 
+/// While one lives, no bar is shown in this process: several containers built at
+/// once (`lxcf sysgen -n`) would each draw one on the same line, over the lines the
+/// batch prints as each container finishes.
+pub struct Quiet(());
+
+static QUIET: AtomicUsize = AtomicUsize::new(0);
+
+impl Quiet {
+    pub fn new() -> Quiet {
+        QUIET.fetch_add(1, Ordering::SeqCst);
+        Quiet(())
+    }
+}
+
+impl Default for Quiet {
+    fn default() -> Quiet {
+        Quiet::new()
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        QUIET.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn quiet() -> bool {
+    QUIET.load(Ordering::SeqCst) != 0
+}
+
 /// The bar while a copy runs; cleared when dropped.
 pub struct Bar {
     stop: Arc<AtomicBool>,
@@ -26,7 +57,7 @@ impl Bar {
     /// Shows `what` with the counters of `p` until dropped, if stderr is a terminal.
     pub fn show(what: &str, p: Arc<Progress>) -> Bar {
         let stop = Arc::new(AtomicBool::new(false));
-        if !std::io::stderr().is_terminal() {
+        if quiet() || !std::io::stderr().is_terminal() {
             return Bar { stop, thread: None };
         }
         let (flag, what) = (stop.clone(), what.to_string());
@@ -63,5 +94,22 @@ impl Drop for Bar {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_bar_while_a_quiet_guard_lives() {
+        let (a, b) = (Quiet::new(), Quiet::new());
+        assert!(quiet());
+        // Even on a terminal: no drawing thread.
+        assert!(Bar::show("x", Arc::new(Progress::default())).thread.is_none());
+        drop(a);
+        assert!(quiet(), "the other guard still lives");
+        drop(b);
+        assert!(!quiet());
     }
 }

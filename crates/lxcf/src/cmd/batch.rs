@@ -48,6 +48,8 @@ pub fn run<T: Send>(
         eprintln!("{name}: {}", done(&r));
         return Ok(());
     }
+    // A line per container as it finishes; copy progress bars would garble them.
+    let _quiet = liblxcf::progress::Quiet::new();
     let start = Instant::now();
     let results = batch::run(names, t.jobs(), work, |name, r| match r {
         Ok(x) => eprintln!("{name}: {}", done(x)),
