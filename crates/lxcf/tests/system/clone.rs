@@ -50,6 +50,8 @@ fn clone_keeps_settings_and_gets_its_own_identity() {
     // Resource settings, made with virsh so that they do not depend on lxcf's own commands.
     virsh(&["memtune", &a, "--hard-limit", "1048576", "--config"]).ok("memtune");
     virsh(&["schedinfo", &a, "--config", "cpu_shares=512"]).ok("schedinfo");
+    // And one kept in lxcf's own metadata, applied after every start.
+    env.lxcf(&["net_in", &a, "1M"]).ok("net_in");
     env.lxcf(&["stop", &a]).ok("stop");
     let a_key = std::fs::read(env.root.join(&a).join("etc/ssh/ssh_host_ed25519_key.pub")).ok();
 
@@ -66,9 +68,16 @@ fn clone_keeps_settings_and_gets_its_own_identity() {
     assert!(virsh(&["memtune", &b]).ok("memtune").stdout.contains("1048576"));
     let sched = virsh(&["schedinfo", &b]).ok("schedinfo").stdout;
     assert!(sched.lines().any(|l| l.starts_with("cpu_shares") && l.trim_end().ends_with(" 512")), "{sched}");
+    let show: serde_json::Value = serde_json::from_str(&env.lxcf(&["show", &b, "--json"]).ok("show").stdout).unwrap();
+    let net_in = show["settings"].as_array().unwrap().iter().find(|r| r["setting"] == "net_in").unwrap();
+    let mib = serde_json::json!(1u64 << 20);
+    assert_eq!((&net_in["configured"], &net_in["effective"]), (&mib, &mib), "{show}");
 
     // Its own identity, and what it inherited.
     env.assert_running(&b);
+    // lxcf's init: cgroups of its own (see cgroups.rs), under its own name.
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", init_pid(&b))).unwrap();
+    assert!(cg.lines().any(|l| l.ends_with(&format!(":pids:/lxcf/{b}/init.scope"))), "{cg}");
     assert_eq!(env.exec(&b, &["/bin/hostname"]).ok("hostname").stdout.trim(), b);
     let mid = |n: &str| std::fs::read_to_string(env.root.join(n).join("etc/machine-id")).unwrap();
     assert_ne!(mid(&a), mid(&b));
