@@ -73,16 +73,15 @@ pub fn unescape_mountinfo(s: &str) -> OsString {
 }
 
 /// Removes `/lxcf/NAME` and what the container's systemd made under it, in every
-/// hierarchy of `mountinfo` (the caller's), then `/lxcf` where it is left empty.
+/// hierarchy of `mountinfo` (the caller's).
 /// Call it once the container has stopped: a cgroup with processes cannot go (the
 /// error says which). Returns how many cgroups went.
 pub fn remove_container_cgroups(mountinfo: &str, name: &str) -> io::Result<usize> {
     let mut removed = 0;
     for m in cgroup_mounts(mountinfo).iter().filter(|m| m.root == "/") {
-        let parent = m.at.join(LXCF_CGROUP);
-        removed += remove_tree(&parent.join(name))?;
-        // Another container's cgroups may still be there; then it stays.
-        let _ = std::fs::remove_dir(&parent);
+        // `/lxcf` itself stays: a container starting meanwhile may be making its
+        // own cgroup in it (`mkdir -p`).
+        removed += remove_tree(&m.at.join(LXCF_CGROUP).join(name))?;
     }
     Ok(removed)
 }
@@ -152,7 +151,7 @@ mod tests {
         );
         assert_eq!(remove_container_cgroups(&mi, "web1").unwrap(), 4 + 2);
         assert!(!a.join("lxcf/web1").exists() && a.join("lxcf/web2/init.scope").is_dir() && a.join("machine").is_dir());
-        assert!(!b.join("lxcf").exists(), "an empty /lxcf goes too");
+        assert!(!b.join("lxcf/web1").exists() && b.join("lxcf").is_dir());
         assert_eq!(remove_container_cgroups(&mi, "web1").unwrap(), 0, "nothing left: not an error");
     }
 }

@@ -186,6 +186,9 @@ impl Runtime for Libvirt {
 
     fn destroy(&self, name: &str) -> Result<(), VirtError> {
         let d = self.get(name)?;
+        if d.is_active().map_err(op("read state of", name))? {
+            self.lift_live_io_limits(&d, name);
+        }
         match d.destroy() {
             Ok(()) => Ok(()),
             Err(e) if is(&e, ErrorNumber::OperationInvalid) => Ok(()), // not running

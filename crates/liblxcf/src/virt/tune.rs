@@ -182,6 +182,23 @@ impl Libvirt {
         self.define(&new)
     }
 
+    /// Removes the running container's block I/O throttles, not its definition's.
+    /// A process whose writes wait in a throttle sleeps uninterruptibly, where
+    /// SIGKILL does not reach it, and libvirt's destroy gives up ("Some processes
+    /// refused to die": seen with PostgreSQL's start-up writes at 1 MB/s). Before a
+    /// hard stop only; failures are reported, the stop goes on.
+    pub(super) fn lift_live_io_limits(&self, d: &VDomain, name: &str) {
+        let limits = match d.xml_desc(0).map_err(|e| e.to_string()).and_then(|x| settings(&x)) {
+            Ok(s) => s.blkio,
+            Err(e) => return tracing::warn!("{name}: cannot read its I/O limits: {e}"),
+        };
+        for (dev, t) in limits.keys() {
+            if let Err(e) = set_blkio(d, *t, dev, 0, sys::VIR_DOMAIN_AFFECT_LIVE) {
+                tracing::warn!("{name}: cannot lift its I/O limit on {}: {e}", dev.display());
+            }
+        }
+    }
+
     pub(super) fn settings_of(&self, name: &str) -> Result<Settings, VirtError> {
         let x = self.get(name)?.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(op("read the definition of", name))?;
         settings(&x).map_err(host_error("read the settings of", name))

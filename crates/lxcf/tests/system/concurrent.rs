@@ -28,5 +28,6 @@ fn concurrent_sysgen() {
     for n in &names {
         env.lxcf(&["erase", n]).ok("erase");
     }
-    assert!(env.domains().is_empty());
+    let left = env.domains();
+    assert!(left.is_empty(), "left after erase: {left:?}\n{}", virsh(&["list", "--all"]).stdout);
 }

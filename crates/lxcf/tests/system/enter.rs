@@ -45,11 +45,10 @@ fn exec_console_and_live_list() {
     assert!(inside.contains("\nsystemd\n/\n"), "PID 1 is the container's systemd, cwd its /: {inside}");
     let id = |via: Out| via.stdout;
     assert_eq!(id(env.lxcf(&["exec", &c, "--", "cat", "/etc/machine-id"])), id(env.exec(&c, &["/bin/cat", "/etc/machine-id"])));
+    // In the container's cgroup namespace, at its root in every hierarchy: outside
+    // its cgroups a path would read `/..` (tests/system/cgroups.rs has the host's view).
     let cg = env.lxcf(&["exec", &c, "--", "cat", "/proc/self/cgroup"]).ok("cgroup").stdout;
-    for ctrl in ["cpu", "cpuacct", "memory", "devices"] {
-        let line = cg.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == ctrl))).unwrap_or_default();
-        assert!(line.contains("lxc-") && line.contains(&c), "{ctrl} cgroup is the container's: {cg}");
-    }
+    assert!(cg.lines().count() >= 2 && cg.lines().all(|l| l.ends_with(":/")), "{cg}");
     // No more capabilities than the container's init.
     let capbnd = |s: &str| s.lines().find(|l| l.starts_with("CapBnd:")).unwrap().to_string();
     let init_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
