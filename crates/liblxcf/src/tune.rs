@@ -6,12 +6,13 @@
 //! the definition and, on a running container, live. If one fails, the changes made
 //! before it are put back, newest first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::layout::Model;
 use crate::ops::{self, Container, Result, Undo};
 use crate::resources::{self, blockdev, fmt_size, CpuQuota, Host, Request, Setting, System, Throttle};
+use crate::storage::{self, Backend};
 use crate::virt::{Runtime, State};
 
 /// What [`set`] changed.
@@ -126,6 +127,9 @@ pub struct Report {
     pub state: State,
     /// `v1` or `v2` when running.
     pub cgroup: Option<&'static str>,
+    /// Its root directory and how that is stored (`None`: missing).
+    pub root: PathBuf,
+    pub storage: Option<Backend>,
     pub rows: Vec<Row>,
 }
 
@@ -139,7 +143,7 @@ pub fn show(cfg: &Config, rt: &dyn Runtime, name: &str) -> Result<Report> {
 
 /// [`show`] with the host's CPUs from `host` and device names from the sysfs at `sys`.
 pub fn show_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, sys: &Path, name: &str) -> Result<Report> {
-    let (d, _) = ops::lxcf_domain(cfg, rt, name)?;
+    let (d, meta) = ops::lxcf_domain(cfg, rt, name)?;
     let conf = rt.resources(name)?;
     let eff = rt.effective(name)?;
     let cpus = host.cpus()?.len() as u64;
@@ -190,7 +194,8 @@ pub fn show_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, sys: &Path, name
     }
     rows.push(Row { setting: "net_in", device: None, configured: bytes(conf.net_in), effective: eff.as_ref().map(|e| bytes(e.net_in)) });
     rows.push(Row { setting: "net_out", device: None, configured: bytes(conf.net_out), effective: eff.as_ref().map(|e| bytes(e.net_out)) });
-    Ok(Report { name: name.into(), state: d.state, cgroup: eff.map(|e| e.cgroup.as_str()), rows })
+    let storage = storage::backend_of(&meta.root);
+    Ok(Report { name: name.into(), state: d.state, cgroup: eff.map(|e| e.cgroup.as_str()), root: meta.root, storage, rows })
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ fn show_reports_configured_and_effective() {
     let sys = e.tmp.path().join("no-sys");
     let rep = show_on(&e.cfg, &e.rt, &FakeHost, &sys, "web1").unwrap();
     assert_eq!((rep.state, rep.cgroup), (State::Running, Some("v1")));
+    assert_eq!((rep.root, rep.storage), (e.cfg.root.join("web1"), Some(crate::storage::Backend::Dir)));
     let row = |s: &str, dev: Option<&str>| rep.rows.iter().find(|r| r.setting == s && r.device.as_deref() == dev).cloned().unwrap();
     assert_eq!(row("cpurate", None).configured, Value::Percent(25.0));
     assert_eq!(row("cpurate", None).effective, Some(Value::Percent(25.0)));

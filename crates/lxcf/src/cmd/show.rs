@@ -1,4 +1,5 @@
-//! `lxcf show NAME [--json]`: every resource setting, as configured and as in effect.
+//! `lxcf show NAME [--json]`: every resource setting, as configured and as in effect,
+//! and where the container's root is and how it is stored.
 
 use liblxcf::config::Config;
 
@@ -29,7 +30,14 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
                 })
             })
             .collect();
-        let v = serde_json::json!({ "name": r.name, "state": r.state.as_str(), "cgroup": r.cgroup, "settings": rows });
+        let v = serde_json::json!({
+            "name": r.name,
+            "state": r.state.as_str(),
+            "cgroup": r.cgroup,
+            "root": r.root,
+            "storage": r.storage.map(|s| s.as_str()),
+            "settings": rows,
+        });
         println!("{}", serde_json::to_string_pretty(&v).expect("plain values"));
         return Ok(());
     }
@@ -37,6 +45,7 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
         Some(v) => println!("{}: {}, values in effect read from its cgroup ({v}) and tc", r.name, r.state.as_str()),
         None => println!("{}: {}, the configured values take effect at its next start", r.name, r.state.as_str()),
     }
+    println!("root: {} ({})", r.root.display(), r.storage.map_or("missing", |s| s.as_str()));
     let cells: Vec<[String; 4]> = r
         .rows
         .iter()

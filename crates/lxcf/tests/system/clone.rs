@@ -113,6 +113,10 @@ fn on_btrfs_roots_are_subvolumes_and_clones_snapshots() {
     let (a, b) = (env.name("a"), env.name("b"));
     env.lxcf(&["sysgen", &a]).ok("sysgen");
     assert_eq!(list_json(&env)[0]["storage"], "btrfs");
+    let show: serde_json::Value = serde_json::from_str(&env.lxcf(&["show", &a, "--json"]).ok("show").stdout).unwrap();
+    assert_eq!((&show["storage"], &show["root"]), (&serde_json::json!("btrfs"), &serde_json::json!(env.root.join(&a))));
+    let text = env.lxcf(&["show", &a]).ok("show").stdout;
+    assert!(text.contains(&format!("\nroot: {} (btrfs)\n", env.root.join(&a).display())), "{text}");
     let uuid_a = subvol(&env.root.join(&a), "UUID");
     assert_eq!(uuid_a.len(), 36, "a subvolume");
     // A root on a filesystem mounted after libvirtd started boots.
