@@ -230,10 +230,27 @@ impl Env {
         for d in self.domains() {
             virsh(&["destroy", &d]);
             virsh(&["undefine", &d]);
+            remove_cgroups(&d);
         }
         virsh(&["net-destroy", &self.net]);
         virsh(&["net-undefine", &self.net]);
     }
+}
+
+/// What `lxcf erase` removes and virsh's undefine does not: the cgroups the
+/// container's init made (`/lxcf/NAME`). Its processes may take a moment to leave
+/// them after a destroy.
+fn remove_cgroups(name: &str) {
+    let mut last = None;
+    for _ in 0..25 {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        match liblxcf::cgroupfs::remove_container_cgroups(&mountinfo, name) {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{name}: cgroups left: {}", last.unwrap());
 }
 
 impl Drop for Env {
