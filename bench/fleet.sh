@@ -116,7 +116,9 @@ script_run() {
   <name>$c</name>
   <memory unit='KiB'>$mem</memory>
   <vcpu>$cpus</vcpu>
-  <os><type>exe</type><init>/sbin/init</init></os>
+  <os><type>exe</type>
+$init_xml
+  </os>
   <devices>
     <filesystem type='mount'><source dir='$r'/><target dir='/'/></filesystem>
     <filesystem type='mount'><source dir='/usr'/><target dir='/usr'/><readonly/></filesystem>
@@ -145,6 +147,11 @@ unload() {
 echo "fleet bench: N=$n, $(nproc) CPUs, $(uname -r), order: $order"
 # The network exists before either run starts: neither pays for creating it.
 "$lxcf" sysgen "${pfx}warm" 2>"$work/warm.log" || { cat "$work/warm.log" >&2; exit 1; }
+# The script's containers boot with the same init as lxcf's (their own cgroups; see
+# docs/ARCHITECTURE.md): without it, on a host without systemd-machined, their
+# systemd units would share cgroups at the host's roots and the two halves would not
+# make the same containers.
+init_xml=$($V dumpxml "${pfx}warm" | sed -n '/<init>/,/<\/os>/p' | grep -v '</os>')
 "$lxcf" erase "${pfx}warm" 2>/dev/null
 for who in $order; do
     settle
