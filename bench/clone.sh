@@ -33,27 +33,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-now() { date +%s.%N; }
+. "$(dirname "$0")/common.sh"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # run FS ROOT SOURCE: a separate container, stopped, cloned REPS times.
 run() {
     fs=$1 root=$2 source=$3
-    : >"$work/hosts"
-    cat >"$work/lxcf.conf" <<CONF
-[Model]
-model=separate
-[Paths]
-root=$root
-hosts=$work/hosts
-source=$source
-[Network]
-name=lxcfbench5
-bridge=lxcfbench5br
-subnet=10.218.0.0/24
-forward=none
-CONF
-    export LXCF_CONFIG="$work/lxcf.conf"
+    bench_config separate lxcfbench5 10.218.0.0/24 "$root" "$source"
     t0=$(now)
     "$lxcf" sysgen lxcfb5-src 2>/dev/null
     printf '%s: separate sysgen of the source container: %.2f s\n' "$fs" "$(echo "$(now) - $t0" | bc)"

@@ -37,22 +37,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-touch "$work/hosts"
-cat >"$work/lxcf.conf" <<CONF
-[Model]
-model=joint
-[Paths]
-root=$work/lxc
-hosts=$work/hosts
-[Network]
-name=lxcfbench6
-bridge=lxcfbench6br
-subnet=10.219.0.0/24
-forward=none
-CONF
-export LXCF_CONFIG="$work/lxcf.conf"
+. "$(dirname "$0")/common.sh"
+bench_config joint lxcfbench6 10.219.0.0/24
 
-now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc; }
 settle() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 mem_available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }

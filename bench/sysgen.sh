@@ -17,23 +17,12 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-touch "$work/hosts"
-cat >"$work/lxcf.conf" <<CONF
-[Paths]
-root=$work/lxc
-hosts=$work/hosts
-[Network]
-name=lxcfbench
-bridge=lxcfbenchbr
-subnet=10.214.0.0/24
-forward=none
-CONF
-export LXCF_CONFIG="$work/lxcf.conf"
+. "$(dirname "$0")/common.sh"
+bench_config "" lxcfbench 10.214.0.0/24
 # Start from settled caches: see bench/src/rootfs.rs on ext4 and recent deletions.
 sync
 echo 3 >/proc/sys/vm/drop_caches
 
-now() { date +%s.%N; }
 for model in joint separate; do
     for i in $(seq 1 "$reps"); do
         name="lxcfb-$model-$i"

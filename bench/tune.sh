@@ -19,20 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
-touch "$work/hosts"
-cat >"$work/lxcf.conf" <<CONF
-[Model]
-model=joint
-[Paths]
-root=$work/lxc
-hosts=$work/hosts
-[Network]
-name=lxcfbtune
-bridge=lxcfbtunebr
-subnet=10.214.13.0/24
-forward=none
-CONF
-export LXCF_CONFIG="$work/lxcf.conf"
+. "$(dirname "$0")/common.sh"
+bench_config joint lxcfbtune 10.214.13.0/24
 "$lxcf" sysgen "$name" --memlimit 1G --net_in 1M 2>/dev/null
 sync
 echo 3 >/proc/sys/vm/drop_caches
@@ -42,12 +30,11 @@ sysdev=$(readlink -f "/sys/dev/block/$(stat -c '%Hd:%Ld' /)")
 [ -e "$sysdev/partition" ] && sysdev=$(dirname "$sysdev")
 disk=/dev/$(sed -n 's/^DEVNAME=//p' "$sysdev/uevent")
 
-now() { date +%s%N; }
 # time_ms CMD...: milliseconds the command takes (its output discarded).
 time_ms() {
-    t0=$(now)
+    t0=$(date +%s%N)
     "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
-    echo $((($(now) - t0) / 1000000))
+    echo $((($(date +%s%N) - t0) / 1000000))
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 

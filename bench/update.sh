@@ -41,22 +41,9 @@ chmod 755 "$p/DEBIAN/postinst" "$p/usr/bin/$pkg"
 deb=$work/$pkg.deb
 dpkg-deb --root-owner-group -b "$p" "$deb" >/dev/null
 
-touch "$work/hosts"
-cat >"$work/lxcf.conf" <<CONF
-[Model]
-model=joint
-[Paths]
-root=$work/lxc
-hosts=$work/hosts
-[Network]
-name=lxcfbench4
-bridge=lxcfbench4br
-subnet=10.217.0.0/24
-forward=none
-CONF
-export LXCF_CONFIG="$work/lxcf.conf"
+. "$(dirname "$0")/common.sh"
+bench_config joint lxcfbench4 10.217.0.0/24
 
-now() { date +%s.%N; }
 sub() { echo "$1 - $2" | bc; }
 running() { # every container's systemd reports running (or degraded)
     for c in $names; do
