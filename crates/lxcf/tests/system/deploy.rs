@@ -57,8 +57,10 @@ fn deploy_copies_with_metadata_to_every_container() {
     assert_eq!(std::fs::read_link(d1.join("link")).unwrap(), Path::new("app.conf"));
     assert!(!env.root.join(&names[0]).join(app.strip_prefix("/").unwrap()).join("sub").exists());
 
-    // Bad input: one clear line, nothing copied anywhere.
-    let before: Vec<_> = names.iter().map(|n| fingerprint(&env.root.join(n).join("var/tmp"))).collect();
+    // Bad input: one clear line, nothing copied anywhere. Only the deploy's own
+    // tree is compared: the containers' services create private dirs in /var/tmp.
+    let inside = |n: &str| env.root.join(n).join(src.path().strip_prefix("/").unwrap());
+    let before: Vec<_> = names.iter().map(|n| fingerprint(&inside(n))).collect();
     let snap = env.snapshot();
     let missing = src.path().join("missing");
     let in_tmp = tempfile::NamedTempFile::new_in("/tmp").unwrap();
@@ -72,15 +74,16 @@ fn deploy_copies_with_metadata_to_every_container() {
         assert_eq!(o.code, code, "{args:?}: {}", o.stderr);
         assert!(o.stderr.starts_with("lxcf: error: ") && o.stderr.contains(says), "{args:?}: {}", o.stderr);
     }
+    assert_eq!(names.iter().map(|n| fingerprint(&inside(n))).collect::<Vec<_>>(), before);
     // A directory where the file goes in one container: no container gets it.
     std::fs::create_dir_all(env.root.join(&names[0]).join(&p[1..]).with_file_name("clash")).unwrap();
     let clash = app.join("clash");
     std::fs::write(&clash, "x").unwrap();
-    let before_clash: Vec<_> = names.iter().map(|n| fingerprint(&env.root.join(n).join("var/tmp"))).collect();
+    let before_clash: Vec<_> = names.iter().map(|n| fingerprint(&inside(n))).collect();
     let o = env.lxcf(&["deploy", clash.to_str().unwrap()]);
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert!(o.stderr.contains("is a directory in the destination but a file"), "{}", o.stderr);
-    assert_eq!(names.iter().map(|n| fingerprint(&env.root.join(n).join("var/tmp"))).collect::<Vec<_>>(), before_clash);
+    assert_eq!(names.iter().map(|n| fingerprint(&inside(n))).collect::<Vec<_>>(), before_clash);
     assert_ne!(before, before_clash);
     assert_eq!(env.snapshot().2, snap.2);
 
