@@ -308,20 +308,19 @@ pub fn sysgen_with(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Mod
     let hosts = Hosts::new(&cfg.hosts);
     let mut undo = Undo::default();
     let r = reserve(cfg, rt, &hosts, name, &mut undo)?;
-    let backend = storage::create_root(&r.partial)?;
-    let renamed = undo_root(&r, &mut undo);
-    tracing::info!("{name}: address {}, building a {model} root in {} ({backend})", r.ip, r.partial.display());
-
+    tracing::info!("{name}: address {}, building a {model} root in {}", r.ip, r.partial.display());
     let t = std::time::Instant::now();
-    let skip = crate::copy::dir_id(&cfg.root).map_err(io("stat", &cfg.root))?;
     let progress = Arc::new(crate::copy::Progress::default());
     let bar = crate::progress::Bar::show(&format!("{name}: building its root"), progress.clone());
     let ctl = crate::copy::Control { progress: Some(&progress), ..Default::default() };
-    let stats = rootfs::build(model, &cfg.source, &r.partial, &[skip], &ctl)?;
+    let built = rootfs::create(model, &cfg.source, &r.partial, &[&cfg.root], &ctl)?;
     drop(bar);
+    let renamed = undo_root(&r, &mut undo);
+    let (backend, stats) = (built.backend, built.stats);
     tracing::info!(
-        "{name}: root built in {:.2} s ({} files, {} MiB, {} by reflink)",
+        "{name}: root built in {:.2} s ({}{} files, {} MiB copied, {} by reflink)",
         t.elapsed().as_secs_f64(),
+        if built.snapshot { "a trimmed btrfs snapshot of the source; " } else { "" },
         stats.files,
         stats.bytes >> 20,
         stats.reflinked

@@ -4,9 +4,12 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, FileType, StatxFlags};
+
 use crate::copy::{self, CopyError, Stats};
-use crate::layout::{Action, Model, ENTRIES, EXCLUDED};
+use crate::layout::{Action, Model, Prune, ENTRIES, EXCLUDED};
 use crate::scoped::{Root, ScopedError};
+use crate::storage::{self, Backend, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -14,6 +17,8 @@ pub enum RootfsError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Scoped(#[from] ScopedError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("cannot {op} {}: {source}", path.display())]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("the source tree {} has no /{what}; it must be a full system", source_dir.display())]
@@ -26,24 +31,82 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ro
     move |source| RootfsError::Io { op, path: path.to_path_buf(), source }
 }
 
-/// Fills the existing, empty directory `dest` from `source` following the layout table.
-/// `skip_dirs` are directories never copied (lxcf's own container root).
-pub fn build(model: Model, source: &Path, dest: &Path, skip_dirs: &[(u64, u64)], ctl: &copy::Control) -> Result<Stats> {
+/// A new root, as [`create`] made it.
+#[derive(Debug)]
+pub struct Built {
+    pub backend: Backend,
+    /// Started as a btrfs snapshot of the source rather than empty.
+    pub snapshot: bool,
+    /// What the copy engine copied.
+    pub stats: Stats,
+}
+
+/// Creates the root `dest` (which must not exist) and fills it from `source` by the
+/// layout table. On failure nothing is left at `dest`.
+///
+/// Where the model copies /usr (the bulk of a root), `source` is the top of a btrfs
+/// subvolume and `dest` can be a subvolume of the same filesystem, `dest` starts as
+/// a snapshot of `source` that [`build`] trims to what a copy would have made: no
+/// inode is created for what is kept, so the root is there in a fraction of the
+/// copy's time. (For the joint model the trim would delete all of /usr from the
+/// snapshot: a copy of /etc and /var is cheaper.) Elsewhere the root starts empty
+/// ([`storage::create_root`]) and the copy engine fills it.
+pub fn create(model: Model, source: &Path, dest: &Path, skip: &[&Path], ctl: &copy::Control) -> Result<Built> {
+    let bulk = ENTRIES.iter().any(|e| e.path == "usr" && e.action(model) == Action::Copy);
+    let (backend, base) = if bulk && storage::snapshot(source, dest)? {
+        (Backend::Btrfs, Base::Snapshot)
+    } else {
+        (storage::create_root(dest)?, Base::Empty)
+    };
+    match build(model, source, dest, base, skip, ctl) {
+        Ok(stats) => Ok(Built { backend, snapshot: base == Base::Snapshot, stats }),
+        Err(e) => {
+            if let Err(r) = storage::remove_root(dest) {
+                tracing::error!("could not remove the partial root: {r}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What `dest` holds when [`build`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// Nothing: an empty directory.
+    Empty,
+    /// A snapshot of the whole source subvolume.
+    Snapshot,
+}
+
+/// Fills `dest` from `source` following the layout table. `skip` are directories
+/// never copied (lxcf's own container root).
+pub fn build(model: Model, source: &Path, dest: &Path, base: Base, skip: &[&Path], ctl: &copy::Control) -> Result<Stats> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let mut copies: Vec<&str> = Vec::new();
+    let skip_dirs: Vec<(u64, u64)> = skip.iter().filter_map(|p| copy::dir_id(p).ok()).collect();
+    let mut trim = match base {
+        Base::Empty => None,
+        Base::Snapshot => Some(Trim::new(model, source, dest, skip)?),
+    };
+    let mut jobs = Vec::new();
     for entry in ENTRIES {
         let src = source.join(entry.path);
         let dst = dest.join(entry.path);
+        let kept = trim.as_ref().is_some_and(|t| t.kept.contains(entry.path));
         match entry.action(model) {
-            Action::Copy => match std::fs::symlink_metadata(&src) {
-                Ok(m) if m.is_dir() => copies.push(entry.path),
+            action @ (Action::Copy | Action::Mirror) => match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.is_dir() => match trim.as_mut().filter(|_| kept) {
+                    Some(t) => jobs.extend(t.prune(Path::new(entry.path), &skip_dirs)?),
+                    None => {
+                        let opts = copy::Options { prune: prunes(Path::new(entry.path)).unwrap_or_default(), skip_dirs: skip_dirs.clone() };
+                        jobs.push(copy::Job::new(src, dst, opts));
+                    }
+                },
+                Ok(_) if kept => {}
                 Ok(_) => copy::copy_entry(&src, &dst)?,
-                Err(_) => return Err(RootfsError::Incomplete { source_dir: source.into(), what: entry.path }),
-            },
-            Action::Mirror => match std::fs::symlink_metadata(&src) {
-                Ok(m) if m.is_dir() => copies.push(entry.path),
-                Ok(_) => copy::copy_entry(&src, &dst)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && action == Action::Mirror => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(RootfsError::Incomplete { source_dir: source.into(), what: entry.path })
+                }
                 Err(e) => return Err(io("stat", &src)(e)),
             },
             Action::BindReadOnly | Action::AtStart(_) | Action::Empty(_) | Action::BashrcOnly => {
@@ -66,21 +129,194 @@ pub fn build(model: Model, source: &Path, dest: &Path, skip_dirs: &[(u64, u64)],
     }
     // All trees with one set of workers: /usr (separate) dwarfs the rest, and the
     // workers share its directories.
-    let jobs: Vec<copy::Job> = copies
-        .iter()
-        .map(|top| {
-            let opts = copy::Options {
-                prune: EXCLUDED
-                    .iter()
-                    .filter_map(|x| x.path.strip_prefix(top).and_then(|r| r.strip_prefix('/')).map(|r| (r.into(), x.prune)))
-                    .collect(),
-                skip_dirs: skip_dirs.to_vec(),
-            };
-            copy::Job::new(source.join(top), dest.join(top), opts)
-        })
-        .collect();
     let total = copy::copy_trees(&jobs, ctl)?;
+    if let Some(t) = trim {
+        t.finish()?;
+    }
     Ok(total)
+}
+
+/// How the copy of the directory `rel` (relative to the source) leaves out what
+/// [`EXCLUDED`] lists: the prune list for a copy job of it, relative to it. `None`
+/// if a copy does not create it at all.
+fn prunes(rel: &Path) -> Option<Vec<(PathBuf, Prune)>> {
+    let (mut out, mut top) = (Vec::new(), None);
+    for x in EXCLUDED {
+        let x_path = Path::new(x.path);
+        if rel == x_path && x.prune == Prune::Contents {
+            top = Some(Prune::Contents);
+        } else if rel.starts_with(x_path) {
+            match x.prune {
+                Prune::Skip | Prune::Contents => return None,
+                // Directories are kept below it, files nowhere.
+                Prune::Files => top = top.or(Some(Prune::Files)),
+            }
+        } else if let Ok(inside) = x_path.strip_prefix(rel) {
+            out.push((inside.to_path_buf(), x.prune));
+        }
+    }
+    // An empty directory is all there is of it, whatever its parents' prune.
+    out.extend(top.map(|p| (PathBuf::new(), p)));
+    Some(out)
+}
+
+/// A snapshot of the source being trimmed to what a copy would have made.
+///
+/// A copy leaves out: top-level entries the layout does not copy, [`EXCLUDED`]
+/// paths, `skip` directories and other mounts (see [`copy`]). A snapshot holds
+/// what a copy cannot see (what is under a mount point, on the source subvolume) and lacks
+/// what a copy enters (subvolumes inside the source: empty directories in a snapshot;
+/// tops on another mount): the first is deleted, the second copied. Deleting entries
+/// moves their directories' times, which are set back to the source's at the end.
+/// The snapshot is new and private (`NAME.partial`), but what it holds came from
+/// the source: nothing here follows a symlink in it.
+struct Trim<'a> {
+    source: PathBuf,
+    dest: &'a Path,
+    /// Top-level entries of the snapshot that stay (relative).
+    kept: std::collections::BTreeSet<&'static str>,
+    /// Mount points below the source, relative to it.
+    mounts: Vec<PathBuf>,
+    /// Subvolumes directly inside the source's, relative to it.
+    subvolumes: Vec<PathBuf>,
+    /// `skip` below the source, relative to it.
+    skip: Vec<PathBuf>,
+    /// Directories whose entries changed, relative.
+    touched: std::collections::BTreeSet<PathBuf>,
+}
+
+impl<'a> Trim<'a> {
+    fn new(model: Model, source: &Path, dest: &'a Path, skip: &[&Path]) -> Result<Trim<'a>> {
+        let source = std::fs::canonicalize(source).map_err(io("resolve", source))?;
+        let below = |p: &Path| p.strip_prefix(&source).ok().filter(|r| !r.as_os_str().is_empty()).map(Path::to_path_buf);
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+        let mounts = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter_map(|m| below(Path::new(&crate::cgroupfs::unescape_mountinfo(m))))
+            .collect();
+        let skip = skip.iter().filter_map(|p| std::fs::canonicalize(p).ok()).filter_map(|p| below(&p)).collect();
+        let subvolumes = storage::child_subvolumes(&source)?;
+        let mut t = Trim { source, dest, kept: Default::default(), mounts, subvolumes, skip, touched: Default::default() };
+
+        // The top: what the layout copies stays where it is on the source subvolume.
+        let top = statx(&t.source).map_err(io("stat", &t.source))?;
+        for e in std::fs::read_dir(dest).map_err(io("read", dest))? {
+            let name = e.map_err(io("read", dest))?.file_name();
+            let entry = ENTRIES.iter().find(|e| std::ffi::OsStr::new(e.path) == name);
+            let keep = match entry.map(|e| e.action(model)) {
+                Some(Action::Copy | Action::Mirror) => match statx(&t.source.join(&name)) {
+                    Ok(st) if FileType::from_raw_mode(st.stx_mode as _) == FileType::Directory => {
+                        st.stx_dev_major == top.stx_dev_major && st.stx_dev_minor == top.stx_dev_minor && st.stx_mnt_id == top.stx_mnt_id
+                    }
+                    Ok(_) => true,
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            match entry {
+                Some(e) if keep => drop(t.kept.insert(e.path)),
+                _ => t.remove(Path::new(&name))?,
+            }
+        }
+        // As create_root makes it.
+        rustix::fs::chown(dest, Some(rustix::fs::Uid::ROOT), Some(rustix::fs::Gid::ROOT)).map_err(|e| io("chown", dest)(e.into()))?;
+        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io("chmod", dest))?;
+        Ok(t)
+    }
+
+    /// Trims the kept top-level directory `top`; returns copy jobs for what the
+    /// snapshot lacks in it.
+    fn prune(&mut self, top: &Path, skip_dirs: &[(u64, u64)]) -> Result<Vec<copy::Job>> {
+        for x in EXCLUDED.iter().filter(|x| Path::new(x.path).starts_with(top)) {
+            let rel = Path::new(x.path);
+            match x.prune {
+                Prune::Skip => self.remove(rel)?,
+                Prune::Contents => self.remove_inside(rel, false)?,
+                Prune::Files => self.remove_inside(rel, true)?,
+            }
+        }
+        for rel in [self.skip.clone(), self.mounts.clone()].concat() {
+            if rel.starts_with(top) {
+                self.remove(&rel)?;
+            }
+        }
+        let mut jobs = Vec::new();
+        for rel in self.subvolumes.clone() {
+            let hidden = self.skip.iter().chain(&self.mounts).any(|p| rel.starts_with(p));
+            if !rel.starts_with(top) || hidden {
+                continue;
+            }
+            // The empty directory in its place; a copy goes there, if a copy has it.
+            self.remove(&rel)?;
+            if let Some(prune) = prunes(&rel) {
+                let opts = copy::Options { prune, skip_dirs: skip_dirs.to_vec() };
+                jobs.push(copy::Job::new(self.source.join(&rel), self.dest.join(&rel), opts));
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// `rel` if it is a directory of the snapshot reached without a symlink.
+    fn real_dir(&self, rel: &Path) -> bool {
+        rel.ancestors().all(|a| {
+            a.as_os_str().is_empty() || std::fs::symlink_metadata(self.dest.join(a)).is_ok_and(|m| m.is_dir())
+        })
+    }
+
+    fn remove(&mut self, rel: &Path) -> Result<()> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if !self.real_dir(parent) {
+            return Ok(());
+        }
+        let p = self.dest.join(rel);
+        let r = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(e),
+        };
+        r.map_err(io("remove", &p))?;
+        self.touched.insert(parent.to_path_buf());
+        Ok(())
+    }
+
+    /// Removes what is in the directory `rel`; only the files (below it too) with `files_only`.
+    fn remove_inside(&mut self, rel: &Path, files_only: bool) -> Result<()> {
+        if !self.real_dir(rel) {
+            return Ok(());
+        }
+        let p = self.dest.join(rel);
+        for e in std::fs::read_dir(&p).map_err(io("read", &p))? {
+            let e = e.map_err(io("read", &p))?;
+            let child = rel.join(e.file_name());
+            if files_only && e.file_type().map_err(io("stat", &p))?.is_dir() {
+                self.remove_inside(&child, true)?;
+            } else {
+                self.remove(&child)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the directories whose entries changed their times on the source back.
+    fn finish(self) -> Result<()> {
+        for rel in self.touched.iter().filter(|r| !r.as_os_str().is_empty()) {
+            let (src, dst) = (self.source.join(rel), self.dest.join(rel));
+            let Ok(st) = statx(&src) else { continue };
+            if !self.real_dir(rel) || FileType::from_raw_mode(st.stx_mode as _) != FileType::Directory {
+                continue;
+            }
+            let ts = |t: rustix::fs::StatxTimestamp| rustix::fs::Timespec { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec as _ };
+            let times = rustix::fs::Timestamps { last_access: ts(st.stx_atime), last_modification: ts(st.stx_mtime) };
+            rustix::fs::utimensat(rustix::fs::CWD, &dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io("set times of", &dst)(e.into()))?;
+        }
+        Ok(())
+    }
+}
+
+fn statx(p: &Path) -> std::io::Result<rustix::fs::Statx> {
+    Ok(rustix::fs::statx(rustix::fs::CWD, p, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID)?)
 }
 
 /// Everything that makes a container itself rather than a copy of the host.
@@ -248,7 +484,7 @@ mod tests {
         host(&src);
         let dest = tmp.path().join("c1");
         fs::create_dir(&dest).unwrap();
-        build(model, &src, &dest, &[], &Default::default()).unwrap();
+        build(model, &src, &dest, Base::Empty, &[], &Default::default()).unwrap();
         (tmp, dest)
     }
 
@@ -310,11 +546,29 @@ mod tests {
     }
 
     #[test]
+    fn prunes_below_and_above() {
+        let p = |s: &str| prunes(Path::new(s));
+        let var = p("var").unwrap();
+        assert!(var.contains(&("log".into(), Prune::Files)) && var.contains(&("log/journal".into(), Prune::Contents)), "{var:?}");
+        assert!(var.contains(&("lib/dbus/machine-id".into(), Prune::Skip)));
+        assert_eq!(p("usr"), Some(vec![]));
+        // Inside an emptied or skipped path: not there at all.
+        assert_eq!(p("var/tmp/sv"), None);
+        assert_eq!(p("etc/machine-id"), None);
+        // The emptied path itself: an empty directory, even below a files-only path.
+        assert_eq!(p("var/tmp"), Some(vec![("".into(), Prune::Contents)]));
+        assert_eq!(p("var/log/journal"), Some(vec![("".into(), Prune::Contents)]));
+        // Below a files-only path: its directories.
+        assert_eq!(p("var/cache/apt/sub"), Some(vec![("".into(), Prune::Files)]));
+        assert_eq!(p("var/log/x/y"), Some(vec![("".into(), Prune::Files)]));
+    }
+
+    #[test]
     fn source_without_etc_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("c");
         fs::create_dir(&dest).unwrap();
-        let e = build(Model::Joint, tmp.path(), &dest, &[], &Default::default()).unwrap_err().to_string();
+        let e = build(Model::Joint, tmp.path(), &dest, Base::Empty, &[], &Default::default()).unwrap_err().to_string();
         assert!(e.contains("has no /etc"), "{e}");
     }
 }

@@ -168,18 +168,9 @@ pub enum Cloned {
 /// where `src` is a subvolume and `dst` can be one on the same filesystem, else a
 /// new root filled by the copy engine.
 pub fn clone_root(src: &Path, dst: &Path, ctl: &Control) -> Result<(Backend, Cloned)> {
-    let (parent, name) = split(dst)?;
-    let sfd = rustix::fs::open(src, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(io("open", src))?;
-    if is_subvolume(&sfd).map_err(io("stat", src))? && on_btrfs(&parent).map_err(io("stat", dst))? {
-        match btrfs::snapshot(&sfd, &parent, name) {
-            Ok(()) => return Ok((Backend::Btrfs, Cloned::Snapshot)),
-            // Another btrfs filesystem: copy instead.
-            Err(Errno::XDEV) => {}
-            Err(e) => return Err(io("snapshot", src)(e)),
-        }
+    if snapshot(src, dst)? {
+        return Ok((Backend::Btrfs, Cloned::Snapshot));
     }
-    drop(sfd);
     let backend = create_root(dst)?;
     let job = copy::Job { src: src.into(), dst: dst.into(), into: true, opts: Default::default() };
     match copy::copy_trees(&[job], ctl) {
@@ -193,10 +184,46 @@ pub fn clone_root(src: &Path, dst: &Path, ctl: &Control) -> Result<(Backend, Clo
     }
 }
 
-/// The three btrfs ioctls lxcf uses, from linux/btrfs.h.
+/// Makes `dst` (which must not exist) a writable snapshot of `src` if `src` is the
+/// top of a btrfs subvolume and `dst` can be a subvolume of the same filesystem.
+/// `false`: it cannot; nothing was created.
+pub fn snapshot(src: &Path, dst: &Path) -> Result<bool> {
+    let (parent, name) = split(dst)?;
+    let sfd = rustix::fs::open(src, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", src))?;
+    if !(is_subvolume(&sfd).map_err(io("stat", src))? && on_btrfs(&parent).map_err(io("stat", dst))?) {
+        return Ok(false);
+    }
+    match btrfs::snapshot(&sfd, &parent, name) {
+        Ok(()) => Ok(true),
+        // Another btrfs filesystem.
+        Err(Errno::XDEV) => Ok(false),
+        Err(e) => Err(io("snapshot", src)(e)),
+    }
+}
+
+/// The subvolumes directly inside the subvolume whose top is `top`, as paths
+/// relative to it. A snapshot holds an empty directory in their place.
+pub fn child_subvolumes(top: &Path) -> Result<Vec<PathBuf>> {
+    let fd = rustix::fs::open(top, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", top))?;
+    let mut out = Vec::new();
+    let mut min_treeid = 0;
+    loop {
+        let (refs, more) = btrfs::rootrefs(&fd, min_treeid).map_err(io("list the subvolumes in", top))?;
+        for &(treeid, dirid) in &refs {
+            let (dir, name) = btrfs::lookup_user(&fd, dirid, treeid).map_err(io("look up a subvolume in", top))?;
+            out.push(dir.join(name));
+        }
+        match (more, refs.last()) {
+            (true, Some(&(last, _))) => min_treeid = last + 1,
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The btrfs ioctls lxcf uses, from linux/btrfs.h.
 mod btrfs {
     use super::*;
-    use rustix::ioctl::{ioctl, opcode, Setter};
+    use rustix::ioctl::{ioctl, opcode, Setter, Updater};
 
     /// `struct btrfs_ioctl_vol_args`: a file descriptor and a NUL-terminated name.
     #[repr(C)]
@@ -232,14 +259,62 @@ mod btrfs {
         unsafe { ioctl(parent, Setter::<SNAP_CREATE, VolArgs>::new(args(src.as_raw_fd() as i64, name)?)) }
     }
 
+    /// `struct btrfs_ioctl_get_subvol_rootref_args`.
+    #[repr(C)]
+    pub struct RootRefArgs {
+        min_treeid: u64,
+        rootref: [[u64; 2]; 255], // treeid, dirid
+        num_items: u8,
+        align: [u8; 7],
+    }
+
+    /// `struct btrfs_ioctl_ino_lookup_user_args`.
+    #[repr(C)]
+    pub struct LookupUserArgs {
+        dirid: u64,
+        treeid: u64,
+        name: [u8; 256],  // BTRFS_VOL_NAME_MAX + 1
+        path: [u8; 3824], // BTRFS_INO_LOOKUP_USER_PATH_MAX
+    }
+
+    const GET_SUBVOL_ROOTREF: rustix::ioctl::Opcode = opcode::read_write::<RootRefArgs>(MAGIC, 61);
+    const INO_LOOKUP_USER: rustix::ioctl::Opcode = opcode::read_write::<LookupUserArgs>(MAGIC, 62);
+
+    /// (tree id, id of the directory holding it) of the subvolumes in the one of `fd`,
+    /// from `min_treeid` on; `true` if there are more.
+    pub fn rootrefs(fd: &OwnedFd, min_treeid: u64) -> rustix::io::Result<(Vec<(u64, u64)>, bool)> {
+        let mut a = RootRefArgs { min_treeid, rootref: [[0; 2]; 255], num_items: 0, align: [0; 7] };
+        // SAFETY: the kernel reads and writes a btrfs_ioctl_get_subvol_rootref_args,
+        // which RootRefArgs is (repr(C), same fields and size).
+        let more = match unsafe { ioctl(fd, Updater::<GET_SUBVOL_ROOTREF, RootRefArgs>::new(&mut a)) } {
+            Ok(()) => false,
+            // The buffer is full and there are more; what fitted was written.
+            Err(Errno::OVERFLOW) => true,
+            Err(e) => return Err(e),
+        };
+        Ok((a.rootref[..a.num_items as usize].iter().map(|r| (r[0], r[1])).collect(), more))
+    }
+
+    /// The path of directory `dirid` relative to `fd` (a subvolume's top) and the name
+    /// of subvolume `treeid` in it.
+    pub fn lookup_user(fd: &OwnedFd, dirid: u64, treeid: u64) -> rustix::io::Result<(PathBuf, PathBuf)> {
+        let mut a = LookupUserArgs { dirid, treeid, name: [0; 256], path: [0; 3824] };
+        // SAFETY: as above, for btrfs_ioctl_ino_lookup_user_args.
+        unsafe { ioctl(fd, Updater::<INO_LOOKUP_USER, LookupUserArgs>::new(&mut a))? };
+        let c = |b: &[u8]| PathBuf::from(OsStr::from_bytes(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]));
+        Ok((c(&a.path), c(&a.name)))
+    }
+
     pub fn subvol_destroy(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
         // SAFETY: as above.
         unsafe { ioctl(parent, Setter::<SNAP_DESTROY, VolArgs>::new(args(0, name)?)) }
     }
 
     #[test]
-    fn vol_args_is_the_kernels_size() {
+    fn args_are_the_kernels_size() {
         assert_eq!(std::mem::size_of::<VolArgs>(), 4096);
+        assert_eq!(std::mem::size_of::<RootRefArgs>(), 4096);
+        assert_eq!(std::mem::size_of::<LookupUserArgs>(), 4096);
     }
 }
 

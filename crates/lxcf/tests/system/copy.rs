@@ -168,3 +168,117 @@ fn btrfs_copies_share_data() {
 fn xfs_copies_share_data() {
     reflinks_on("xfs");
 }
+
+/// Unmounts what the test mounted, first thing when it ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        run(Command::new("umount").arg(&self.0));
+    }
+}
+
+/// A separate root built from a btrfs subvolume starts as its snapshot, trimmed to
+/// the layout: rsync sees no difference from the root the copy engine builds from
+/// the same source. The source holds what a snapshot gets wrong untrimmed: what
+/// the layout leaves out, files under a mount point, lxcf's own root, and
+/// subvolumes inside it (empty in a snapshot), one under a pruned path.
+#[test]
+fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
+    use liblxcf::layout::{Action, Model, ENTRIES};
+    use liblxcf::rootfs::{self, Base};
+    if !host_ready() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("lxcf-copy-").tempdir().unwrap();
+    let img = Image::new("btrfs", tmp.path().join("btrfs.img"), &tmp.path().join("mnt"));
+    let src = img.mnt.join("host");
+    let subvolume = |p: &Path| sh(&format!("btrfs -q subvolume create {}", p.display()));
+    subvolume(&src);
+    let p = |s: &str| src.join(s);
+    for d in ["usr/bin", "usr/other", "etc/ssh", "var/log/app", "var/log/journal/abc", "var/tmp", "var/cache/apt/archives", "var/lib/pkg", "var/lib/dbus", "var/lib/lxcf/c1", "lib64", "home/user", "root", "opt/x", "srv"] {
+        std::fs::create_dir_all(p(d)).unwrap();
+    }
+    every_kind(&p("usr/kinds"));
+    symlink("usr/bin", p("bin")).unwrap();
+    for (f, data) in [
+        ("usr/bin/prog", "#!/bin/sh\n"), ("lib64/ld.so", "ld"), ("etc/hostname", "thehost\n"), ("etc/machine-id", "0123\n"),
+        ("var/log/syslog", "host log"), ("var/log/app/app.log", "host log"), ("var/log/journal/abc/system.journal", "j"),
+        ("var/tmp/junk", "j"), ("var/cache/apt/archives/a.deb", "deb"), ("var/lib/pkg/status", "installed"),
+        ("var/lib/dbus/machine-id", "0123\n"), ("var/lib/lxcf/c1/inside", "another container"), ("home/user/file", "u"),
+        ("root/.bashrc", "# rc"), ("root/.secret", "s"), ("opt/x/y", "y"), ("usr/other/hidden", "under the mount"),
+    ] {
+        std::fs::write(p(f), data).unwrap();
+    }
+    // Subvolumes: one a copy enters (with one inside it), one in a pruned path
+    // (a copy keeps its directories, not its files), one in an emptied path.
+    subvolume(&p("var/lib/machines"));
+    std::fs::write(p("var/lib/machines/image"), "machine").unwrap();
+    subvolume(&p("var/lib/machines/inner"));
+    std::fs::write(p("var/lib/machines/inner/f"), "inner").unwrap();
+    subvolume(&p("var/cache/apt/sub"));
+    std::fs::create_dir(p("var/cache/apt/sub/d")).unwrap();
+    std::fs::write(p("var/cache/apt/sub/d/f"), "cached").unwrap();
+    subvolume(&p("var/tmp/sv"));
+    std::fs::write(p("var/tmp/sv/f"), "tmp").unwrap();
+    sh(&format!("touch -h -d '2003-03-03 03:03:03.3' {} {} {} {}", p("var/log").display(), p("var/lib").display(), p("var/cache/apt").display(), p("usr").display()));
+    // Another filesystem mounted inside /usr: a copy does not enter it.
+    sh(&format!("mount -t tmpfs lxcf-test {}", p("usr/other").display()));
+    let _tmpfs = Mounted(p("usr/other"));
+    std::fs::write(p("usr/other/on-tmpfs"), "x").unwrap();
+
+    let skip = p("var/lib/lxcf");
+    let ctl = Default::default();
+    let snap = img.mnt.join("snap");
+    let built = rootfs::create(Model::Separate, &src, &snap, &[&skip], &ctl).expect("build from a snapshot");
+    assert!(built.snapshot, "{built:?}");
+    assert_eq!(built.backend, liblxcf::storage::Backend::Btrfs);
+    // Only the subvolumes were copied: image, inner/f; and directories.
+    assert_eq!(built.stats.files, 2, "{built:?}");
+    let copy = img.mnt.join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    rootfs::build(Model::Separate, &src, &copy, Base::Empty, &[&skip], &ctl).expect("copy");
+
+    // What neither copies: made anew in both, at another time.
+    for d in [&snap, &copy] {
+        let made: Vec<_> = ENTRIES.iter().filter(|e| !matches!(e.separate, Action::Copy | Action::Mirror)).map(|e| d.join(e.path)).collect();
+        run(Command::new("touch").args(["-h", "-d", "2000-01-01"]).arg(d).args(made)).ok("touch");
+    }
+    assert_eq!(rsync_diff(&copy, &snap), "", "rsync sees differences");
+    // And it is what the layout wants, not just the same mistakes twice.
+    let s = |r: &str| snap.join(r);
+    assert_eq!(std::fs::read_to_string(s("var/lib/machines/inner/f")).unwrap(), "inner");
+    assert!(s("var/cache/apt/sub/d").is_dir() && !s("var/cache/apt/sub/d/f").exists());
+    assert!(s("var/log/app").is_dir() && !s("var/log/app/app.log").exists() && !s("var/log/syslog").exists());
+    assert_eq!(std::fs::read_dir(s("var/tmp")).unwrap().count(), 0);
+    assert!(!s("usr/other").exists(), "a mount point is another filesystem's root");
+    assert!(!s("var/lib/lxcf").exists() && !s("etc/machine-id").exists());
+    assert_eq!(std::fs::read_dir(s("home")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(s("opt")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_to_string(s("root/.bashrc")).unwrap(), "# rc");
+    assert!(!s("root/.secret").exists());
+    assert_eq!(std::fs::read_link(s("bin")).unwrap(), Path::new("usr/bin"));
+    assert_eq!(std::fs::read_to_string(s("lib64/ld.so")).unwrap(), "ld");
+    assert_eq!(rsync_diff(&p("usr/kinds"), &s("usr/kinds")), "");
+    for d in ["var/log", "var/lib", "var/cache/apt", "usr"] {
+        let (a, b) = (std::fs::metadata(p(d)).unwrap(), std::fs::metadata(s(d)).unwrap());
+        assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()), "{d}: the source's time");
+    }
+
+    // The joint model copies no /usr: no snapshot (the trim would delete all of it).
+    let joint = img.mnt.join("joint");
+    let built = rootfs::create(Model::Joint, &src, &joint, &[&skip], &ctl).expect("joint");
+    assert!(!built.snapshot && built.stats.files > 0, "{built:?}");
+    // Nor from a source that is not a subvolume's top.
+    let plain = img.mnt.join("plain");
+    for d in ["usr/bin", "etc", "var"] {
+        std::fs::create_dir_all(plain.join(d)).unwrap();
+    }
+    std::fs::write(plain.join("usr/bin/prog"), "p").unwrap();
+    let built = rootfs::create(Model::Separate, &plain, &img.mnt.join("again"), &[&skip], &ctl).expect("plain source");
+    assert!(!built.snapshot && built.stats.files == 1, "{built:?}");
+    drop(_tmpfs);
+    for d in ["snap", "joint", "again"] {
+        liblxcf::storage::remove_root(&img.mnt.join(d)).unwrap();
+    }
+}
