@@ -17,8 +17,6 @@ reps=${1:-3}
 lxcf=$(realpath "${2:-$(dirname "$0")/../target/release/lxcf}")
 [ -x "$lxcf" ] || { echo "build first: cargo build --release -p lxcf" >&2; exit 1; }
 work=$(mktemp -d /opt/lxcf-bench-clone.XXXXXX)
-dev=""
-nsmounted=""
 cleanup() {
     for d in $(virsh -q -c lxc:/// list --all --name | grep '^lxcfb5-' || true); do
         virsh -q -c lxc:/// destroy "$d" >/dev/null 2>&1 || true
@@ -26,9 +24,7 @@ cleanup() {
     done
     virsh -q -c lxc:/// net-destroy lxcfbench5 >/dev/null 2>&1 || true
     virsh -q -c lxc:/// net-undefine lxcfbench5 >/dev/null 2>&1 || true
-    [ -n "$nsmounted" ] && nsenter -t "$nsmounted" -m -- umount "$work/bt" 2>/dev/null || true
-    mountpoint -q "$work/bt" 2>/dev/null && umount "$work/bt"
-    [ -n "$dev" ] && losetup -d "$dev" 2>/dev/null || true
+    btrfs_host_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -62,23 +58,6 @@ sync
 echo 3 >/proc/sys/vm/drop_caches
 run "$(stat -f -c %T /opt | sed 's|ext2/ext3|ext4|')" "$work/lxc" /
 
-# btrfs: an image holding a host-like tree and the containers.
-truncate -s 24G "$work/btrfs.img"
-mkfs.btrfs -q -f "$work/btrfs.img" >/dev/null
-dev=$(losetup -f --show "$work/btrfs.img")
-mkdir -p "$work/bt"
-mount "$dev" "$work/bt"
-# A libvirtd in a mount namespace of its own that does not see this mount (see
-# scripts/setup-host): mount it there too.
-pid=$(pgrep -xo libvirtd || true)
-if [ -n "$pid" ] && [ "$(stat -f -c %T "/proc/$pid/root$work/bt")" != btrfs ]; then
-    nsenter -t "$pid" -m -- mount "$dev" "$work/bt"
-    nsmounted=$pid
-fi
-btrfs subvolume create "$work/bt/host" >/dev/null
-for d in usr etc var bin sbin lib lib64 lib32 libx32; do
-    if [ -e "/$d" ] || [ -L "/$d" ]; then cp -a "/$d" "$work/bt/host/"; fi
-done
-mkdir -p "$work/bt/host/root"
-sync
+# btrfs: an image holding a host-like tree (a subvolume) and the containers.
+btrfs_host
 run btrfs "$work/bt/lxc" "$work/bt/host"

@@ -17,3 +17,34 @@ bench_config() {
 
 # Seconds since the epoch, with nanoseconds.
 now() { date +%s.%N; }
+
+# btrfs_host: a btrfs image at $work/bt holding a host-like tree, the subvolume
+# $work/bt/host (a copy of the host's /usr /etc /var and the links beside them, not
+# timed), as on a host whose / is a btrfs subvolume (Fedora's default). Needs ~12
+# GiB free under $work. The caller's EXIT trap calls btrfs_host_cleanup.
+btrfs_host() {
+    truncate -s 24G "$work/btrfs.img"
+    mkfs.btrfs -q -f "$work/btrfs.img" >/dev/null
+    bt_dev=$(losetup -f --show "$work/btrfs.img")
+    mkdir -p "$work/bt"
+    mount "$bt_dev" "$work/bt"
+    # A libvirtd in a mount namespace of its own that does not see this mount (see
+    # scripts/setup-host): mount it there too.
+    pid=$(pgrep -xo libvirtd || true)
+    if [ -n "$pid" ] && [ "$(stat -f -c %T "/proc/$pid/root$work/bt")" != btrfs ]; then
+        nsenter -t "$pid" -m -- mount "$bt_dev" "$work/bt"
+        bt_ns=$pid
+    fi
+    btrfs subvolume create "$work/bt/host" >/dev/null
+    for d in usr etc var bin sbin lib lib64 lib32 libx32; do
+        if [ -e "/$d" ] || [ -L "/$d" ]; then cp -a "/$d" "$work/bt/host/"; fi
+    done
+    mkdir -p "$work/bt/host/root"
+    sync
+}
+
+btrfs_host_cleanup() {
+    [ -n "${bt_ns:-}" ] && nsenter -t "$bt_ns" -m -- umount "$work/bt" 2>/dev/null || true
+    mountpoint -q "$work/bt" 2>/dev/null && umount "$work/bt"
+    [ -n "${bt_dev:-}" ] && losetup -d "$bt_dev" 2>/dev/null || true
+}

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Time from `lxcf sysgen` to systemd `running` inside, for the joint and the
-# separate model. Usage: bench/sysgen.sh [REPS] [LXCF]   (root, libvirtd running)
+# separate model. Usage: bench/sysgen.sh [REPS] [LXCF] [btrfs]   (root, libvirtd running)
 # Works in its own root, hosts file and isolated network; removes them at the end.
+# With `btrfs`: the containers are built from a host-like tree that is a btrfs
+# subvolume on an image, into roots on the same image (see btrfs_host in common.sh).
 set -eu
 reps=${1:-3}
 lxcf=${2:-$(dirname "$0")/../target/release/lxcf}
@@ -14,11 +16,17 @@ cleanup() {
     done
     virsh -q -c lxc:/// net-destroy lxcfbench >/dev/null 2>&1 || true
     virsh -q -c lxc:/// net-undefine lxcfbench >/dev/null 2>&1 || true
+    btrfs_host_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/common.sh"
-bench_config "" lxcfbench 10.214.0.0/24
+if [ "${3:-}" = btrfs ]; then
+    btrfs_host
+    bench_config "" lxcfbench 10.214.0.0/24 "$work/bt/lxc" "$work/bt/host"
+else
+    bench_config "" lxcfbench 10.214.0.0/24
+fi
 # Start from settled caches: see bench/src/rootfs.rs on ext4 and recent deletions.
 sync
 echo 3 >/proc/sys/vm/drop_caches
