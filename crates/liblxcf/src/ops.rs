@@ -313,9 +313,10 @@ pub fn sysgen_with(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Mod
     let progress = Arc::new(crate::copy::Progress::default());
     let bar = crate::progress::Bar::show(&format!("{name}: building its root"), progress.clone());
     let ctl = crate::copy::Control { progress: Some(&progress), ..Default::default() };
+    // Registered first: a panic in the copy unwinds through the undo too.
+    let renamed = undo_root(&r, &mut undo);
     let built = rootfs::create(model, &cfg.source, &r.partial, &[&cfg.root], &ctl)?;
     drop(bar);
-    let renamed = undo_root(&r, &mut undo);
     let (backend, stats) = (built.backend, built.stats);
     tracing::info!(
         "{name}: root built in {:.2} s ({}{} files, {} MiB copied, {} by reflink)",

@@ -2,6 +2,7 @@
 //! own identity.
 
 use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, StatxFlags};
@@ -51,15 +52,25 @@ pub struct Built {
 /// copy's time. (For the joint model the trim would delete all of /usr from the
 /// snapshot: a copy of /etc and /var is cheaper.) Elsewhere the root starts empty
 /// ([`storage::create_root`]) and the copy engine fills it.
+///
+/// A snapshot keeps what a copy drops: inode flags (`chattr`). lxcf clears the
+/// immutable and append-only flags where it deletes, and in /etc, where it writes
+/// the container's identity. If the snapshot cannot be trimmed all the same, the
+/// root is copied.
 pub fn create(model: Model, source: &Path, dest: &Path, skip: &[&Path], ctl: &copy::Control) -> Result<Built> {
     let bulk = ENTRIES.iter().any(|e| e.path == "usr" && e.action(model) == Action::Copy);
-    let (backend, base) = if bulk && storage::snapshot(source, dest)? {
-        (Backend::Btrfs, Base::Snapshot)
-    } else {
-        (storage::create_root(dest)?, Base::Empty)
-    };
-    match build(model, source, dest, base, skip, ctl) {
-        Ok(stats) => Ok(Built { backend, snapshot: base == Base::Snapshot, stats }),
+    if bulk && storage::snapshot(source, dest)? {
+        match fill(model, source, dest, Base::Snapshot, skip, ctl) {
+            Ok(stats) => return Ok(Built { backend: Backend::Btrfs, snapshot: true, stats }),
+            Err(e) => {
+                tracing::warn!("{}: the snapshot of {} could not be trimmed ({e}); copying instead", dest.display(), source.display());
+                storage::remove_root(dest)?;
+            }
+        }
+    }
+    let backend = storage::create_root(dest)?;
+    match fill(model, source, dest, Base::Empty, skip, ctl) {
+        Ok(stats) => Ok(Built { backend, snapshot: false, stats }),
         Err(e) => {
             if let Err(r) = storage::remove_root(dest) {
                 tracing::error!("could not remove the partial root: {r}");
@@ -69,23 +80,27 @@ pub fn create(model: Model, source: &Path, dest: &Path, skip: &[&Path], ctl: &co
     }
 }
 
-/// What `dest` holds when [`build`] starts.
+/// What `dest` holds when [`fill`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Base {
+enum Base {
     /// Nothing: an empty directory.
     Empty,
-    /// A snapshot of the whole source subvolume.
+    /// A snapshot of the whole source subvolume, made by [`create`].
     Snapshot,
 }
 
-/// Fills `dest` from `source` following the layout table. `skip` are directories
-/// never copied (lxcf's own container root).
-pub fn build(model: Model, source: &Path, dest: &Path, base: Base, skip: &[&Path], ctl: &copy::Control) -> Result<Stats> {
+/// Fills the existing, empty directory `dest` from `source` following the layout
+/// table. `skip` are directories never copied (lxcf's own container root).
+pub fn build(model: Model, source: &Path, dest: &Path, skip: &[&Path], ctl: &copy::Control) -> Result<Stats> {
+    fill(model, source, dest, Base::Empty, skip, ctl)
+}
+
+fn fill(model: Model, source: &Path, dest: &Path, base: Base, skip: &[&Path], ctl: &copy::Control) -> Result<Stats> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let skip_dirs: Vec<(u64, u64)> = skip.iter().filter_map(|p| copy::dir_id(p).ok()).collect();
     let mut trim = match base {
         Base::Empty => None,
-        Base::Snapshot => Some(Trim::new(model, source, dest, skip)?),
+        Base::Snapshot => Some(Trim::new(model, source, dest, &skip_dirs)?),
     };
     let mut jobs = Vec::new();
     for entry in ENTRIES {
@@ -179,14 +194,14 @@ struct Trim<'a> {
     mounts: Vec<PathBuf>,
     /// Subvolumes directly inside the source's, relative to it.
     subvolumes: Vec<PathBuf>,
-    /// `skip` below the source, relative to it.
+    /// The skip directories on the source's subvolume, relative to it.
     skip: Vec<PathBuf>,
     /// Directories whose entries changed, relative.
     touched: std::collections::BTreeSet<PathBuf>,
 }
 
 impl<'a> Trim<'a> {
-    fn new(model: Model, source: &Path, dest: &'a Path, skip: &[&Path]) -> Result<Trim<'a>> {
+    fn new(model: Model, source: &Path, dest: &'a Path, skip_dirs: &[(u64, u64)]) -> Result<Trim<'a>> {
         let source = std::fs::canonicalize(source).map_err(io("resolve", source))?;
         let below = |p: &Path| p.strip_prefix(&source).ok().filter(|r| !r.as_os_str().is_empty()).map(Path::to_path_buf);
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
@@ -195,12 +210,22 @@ impl<'a> Trim<'a> {
             .filter_map(|l| l.split(' ').nth(4))
             .filter_map(|m| below(Path::new(&crate::cgroupfs::unescape_mountinfo(m))))
             .collect();
-        let skip = skip.iter().filter_map(|p| std::fs::canonicalize(p).ok()).filter_map(|p| below(&p)).collect();
-        let subvolumes = storage::child_subvolumes(&source)?;
+        // The skip directories on the source's subvolume, by identity as the copy
+        // engine finds them: lxcf's root may be reached by another path (a bind mount).
+        let top = statx(&source).map_err(io("stat", &source))?;
+        let mut skip = Vec::new();
+        for &(dev, ino) in skip_dirs {
+            if dev == rustix::fs::makedev(top.stx_dev_major, top.stx_dev_minor) {
+                skip.push(storage::path_in_subvolume(&source, ino)?);
+            }
+        }
+        let subvolumes = storage::child_subvolumes(&source)?
+            .into_iter()
+            .filter(|rel| copy::dir_id(&source.join(rel)).is_ok_and(|id| !skip_dirs.contains(&id)))
+            .collect();
         let mut t = Trim { source, dest, kept: Default::default(), mounts, subvolumes, skip, touched: Default::default() };
 
         // The top: what the layout copies stays where it is on the source subvolume.
-        let top = statx(&t.source).map_err(io("stat", &t.source))?;
         for e in std::fs::read_dir(dest).map_err(io("read", dest))? {
             let name = e.map_err(io("read", dest))?.file_name();
             let entry = ENTRIES.iter().find(|e| std::ffi::OsStr::new(e.path) == name);
@@ -219,9 +244,16 @@ impl<'a> Trim<'a> {
                 _ => t.remove(Path::new(&name))?,
             }
         }
-        // As create_root makes it.
+        // As create_root makes it: no ACL or other attribute of the source's top
+        // (a default ACL would be inherited by what is created in it), but its label.
         rustix::fs::chown(dest, Some(rustix::fs::Uid::ROOT), Some(rustix::fs::Gid::ROOT)).map_err(|e| io("chown", dest)(e.into()))?;
         std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io("chmod", dest))?;
+        let mut names = vec![0u8; 64 << 10];
+        let n = rustix::fs::llistxattr(dest, &mut names[..]).map_err(|e| io("list xattrs of", dest)(e.into()))?;
+        for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty() && !n.starts_with(b"security.")) {
+            let name = std::ffi::OsStr::from_bytes(name);
+            rustix::fs::lremovexattr(dest, name).map_err(|e| io("remove an xattr of", dest)(e.into()))?;
+        }
         Ok(t)
     }
 
@@ -270,14 +302,46 @@ impl<'a> Trim<'a> {
             return Ok(());
         }
         let p = self.dest.join(rel);
-        let r = match std::fs::symlink_metadata(&p) {
+        let remove = || match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
             Ok(_) => std::fs::remove_file(&p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
-        r.map_err(io("remove", &p))?;
+        match remove() {
+            // An immutable or append-only entry (chattr) in the way: not in a copy.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                self.unflag(parent, false)?;
+                self.unflag(rel, true)?;
+                remove()
+            }
+            r => r,
+        }
+        .map_err(io("remove", &p))?;
         self.touched.insert(parent.to_path_buf());
+        Ok(())
+    }
+
+    /// Clears the immutable and append-only flags of `rel` (and, with `deep`, of all
+    /// below it). Only directories and regular files carry them.
+    fn unflag(&self, rel: &Path, deep: bool) -> Result<()> {
+        use rustix::fs::{IFlags, Mode, OFlags};
+        let p = self.dest.join(rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else { return Ok(()) };
+        if !(m.is_dir() || m.is_file()) || !self.real_dir(rel.parent().unwrap_or(Path::new(""))) {
+            return Ok(());
+        }
+        let fd = rustix::fs::open(&p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io("open", &p)(e.into()))?;
+        let flags = rustix::fs::ioctl_getflags(&fd).map_err(|e| io("read the flags of", &p)(e.into()))?;
+        if flags.intersects(IFlags::IMMUTABLE | IFlags::APPEND) {
+            rustix::fs::ioctl_setflags(&fd, flags - IFlags::IMMUTABLE - IFlags::APPEND).map_err(|e| io("clear the flags of", &p)(e.into()))?;
+        }
+        if deep && m.is_dir() {
+            for e in std::fs::read_dir(&p).map_err(io("read", &p))? {
+                self.unflag(&rel.join(e.map_err(io("read", &p))?.file_name()), true)?;
+            }
+        }
         Ok(())
     }
 
@@ -301,6 +365,10 @@ impl<'a> Trim<'a> {
 
     /// Gives the directories whose entries changed their times on the source back.
     fn finish(self) -> Result<()> {
+        // lxcf writes the container's identity there next.
+        if self.kept.contains("etc") {
+            self.unflag(Path::new("etc"), true)?;
+        }
         for rel in self.touched.iter().filter(|r| !r.as_os_str().is_empty()) {
             let (src, dst) = (self.source.join(rel), self.dest.join(rel));
             let Ok(st) = statx(&src) else { continue };
@@ -484,7 +552,7 @@ mod tests {
         host(&src);
         let dest = tmp.path().join("c1");
         fs::create_dir(&dest).unwrap();
-        build(model, &src, &dest, Base::Empty, &[], &Default::default()).unwrap();
+        build(model, &src, &dest, &[], &Default::default()).unwrap();
         (tmp, dest)
     }
 
@@ -568,7 +636,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("c");
         fs::create_dir(&dest).unwrap();
-        let e = build(Model::Joint, tmp.path(), &dest, Base::Empty, &[], &Default::default()).unwrap_err().to_string();
+        let e = build(Model::Joint, tmp.path(), &dest, &[], &Default::default()).unwrap_err().to_string();
         assert!(e.contains("has no /etc"), "{e}");
     }
 }

@@ -136,6 +136,7 @@ pub fn remove_root(path: &Path) -> Result<()> {
         Ok(fd) => Some(fd),
         // Not a directory (a symlink or file put there): removed as it is, below.
         Err(Errno::NOTDIR | Errno::LOOP) => None,
+        Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(io("open", path)(e)),
     };
     if let Some(fd) = fd.filter(|fd| is_subvolume(fd).unwrap_or(false)) {
@@ -197,8 +198,22 @@ pub fn snapshot(src: &Path, dst: &Path) -> Result<bool> {
         Ok(()) => Ok(true),
         // Another btrfs filesystem.
         Err(Errno::XDEV) => Ok(false),
+        // A swap file is active in it: btrfs does not snapshot that.
+        Err(Errno::TXTBSY) => {
+            tracing::info!("{}: not snapshotted (an active swap file is in it); copying instead", src.display());
+            Ok(false)
+        }
         Err(e) => Err(io("snapshot", src)(e)),
     }
+}
+
+/// Where the directory with inode `ino` lies in the subvolume whose top is `top`,
+/// relative to it.
+pub fn path_in_subvolume(top: &Path, ino: u64) -> Result<PathBuf> {
+    let fd = rustix::fs::open(top, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", top))?;
+    let p = btrfs::ino_lookup(&fd, ino).map_err(io("look up an inode in", top))?;
+    // The kernel ends it with a slash; a relative path of plain names it is.
+    Ok(p.components().collect())
 }
 
 /// The subvolumes directly inside the subvolume whose top is `top`, as paths
@@ -277,6 +292,15 @@ mod btrfs {
         path: [u8; 3824], // BTRFS_INO_LOOKUP_USER_PATH_MAX
     }
 
+    /// `struct btrfs_ioctl_ino_lookup_args`.
+    #[repr(C)]
+    pub struct LookupArgs {
+        treeid: u64,
+        objectid: u64,
+        name: [u8; 4080], // BTRFS_INO_LOOKUP_PATH_MAX
+    }
+
+    const INO_LOOKUP: rustix::ioctl::Opcode = opcode::read_write::<LookupArgs>(MAGIC, 18);
     const GET_SUBVOL_ROOTREF: rustix::ioctl::Opcode = opcode::read_write::<RootRefArgs>(MAGIC, 61);
     const INO_LOOKUP_USER: rustix::ioctl::Opcode = opcode::read_write::<LookupUserArgs>(MAGIC, 62);
 
@@ -293,6 +317,15 @@ mod btrfs {
             Err(e) => return Err(e),
         };
         Ok((a.rootref[..a.num_items as usize].iter().map(|r| (r[0], r[1])).collect(), more))
+    }
+
+    /// The path of inode `ino` in the subvolume of `fd` (root only).
+    pub fn ino_lookup(fd: &OwnedFd, ino: u64) -> rustix::io::Result<PathBuf> {
+        let mut a = LookupArgs { treeid: 0, objectid: ino, name: [0; 4080] };
+        // SAFETY: as above, for btrfs_ioctl_ino_lookup_args.
+        unsafe { ioctl(fd, Updater::<INO_LOOKUP, LookupArgs>::new(&mut a))? };
+        let n = a.name.iter().position(|&c| c == 0).unwrap_or(a.name.len());
+        Ok(PathBuf::from(OsStr::from_bytes(&a.name[..n])))
     }
 
     /// The path of directory `dirid` relative to `fd` (a subvolume's top) and the name
@@ -315,6 +348,7 @@ mod btrfs {
         assert_eq!(std::mem::size_of::<VolArgs>(), 4096);
         assert_eq!(std::mem::size_of::<RootRefArgs>(), 4096);
         assert_eq!(std::mem::size_of::<LookupUserArgs>(), 4096);
+        assert_eq!(std::mem::size_of::<LookupArgs>(), 4096);
     }
 }
 
