@@ -2,10 +2,9 @@
 //! own identity.
 
 use std::net::Ipv4Addr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 
 use crate::copy::{self, CopyError, Stats};
 use crate::layout::{Action, Model, Prune, ENTRIES, EXCLUDED};
@@ -215,7 +214,7 @@ impl<'a> Trim<'a> {
         let top = statx(&source).map_err(io("stat", &source))?;
         let mut skip = Vec::new();
         for &(dev, ino) in skip_dirs {
-            if dev == rustix::fs::makedev(top.stx_dev_major, top.stx_dev_minor) {
+            if dev == copy::dev_of(&top) {
                 skip.push(storage::path_in_subvolume(&source, ino)?);
             }
         }
@@ -232,7 +231,7 @@ impl<'a> Trim<'a> {
             let keep = match entry.map(|e| e.action(model)) {
                 Some(Action::Copy | Action::Mirror) => match statx(&t.source.join(&name)) {
                     Ok(st) if FileType::from_raw_mode(st.stx_mode as _) == FileType::Directory => {
-                        st.stx_dev_major == top.stx_dev_major && st.stx_dev_minor == top.stx_dev_minor && st.stx_mnt_id == top.stx_mnt_id
+                        copy::dev_of(&st) == copy::dev_of(&top) && st.stx_mnt_id == top.stx_mnt_id
                     }
                     Ok(_) => true,
                     Err(_) => false,
@@ -248,11 +247,11 @@ impl<'a> Trim<'a> {
         // (a default ACL would be inherited by what is created in it), but its label.
         rustix::fs::chown(dest, Some(rustix::fs::Uid::ROOT), Some(rustix::fs::Gid::ROOT)).map_err(|e| io("chown", dest)(e.into()))?;
         std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io("chmod", dest))?;
-        let mut names = vec![0u8; 64 << 10];
-        let n = rustix::fs::llistxattr(dest, &mut names[..]).map_err(|e| io("list xattrs of", dest)(e.into()))?;
-        for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty() && !n.starts_with(b"security.")) {
-            let name = std::ffi::OsStr::from_bytes(name);
-            rustix::fs::lremovexattr(dest, name).map_err(|e| io("remove an xattr of", dest)(e.into()))?;
+        let fd = rustix::fs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io("open", dest)(e.into()))?;
+        let xattrs = copy::xattrs_fd(&fd).map_err(|e| io("read the xattrs of", dest)(e.into()))?;
+        for (name, _) in xattrs.iter().filter(|(n, _)| !n.to_bytes().starts_with(b"security.")) {
+            rustix::fs::fremovexattr(&fd, name.as_c_str()).map_err(|e| io("remove an xattr of", dest)(e.into()))?;
         }
         Ok(t)
     }
@@ -325,7 +324,7 @@ impl<'a> Trim<'a> {
     /// Clears the immutable and append-only flags of `rel` (and, with `deep`, of all
     /// below it). Only directories and regular files carry them.
     fn unflag(&self, rel: &Path, deep: bool) -> Result<()> {
-        use rustix::fs::{IFlags, Mode, OFlags};
+        use rustix::fs::IFlags;
         let p = self.dest.join(rel);
         let Ok(m) = std::fs::symlink_metadata(&p) else { return Ok(()) };
         if !(m.is_dir() || m.is_file()) || !self.real_dir(rel.parent().unwrap_or(Path::new(""))) {
@@ -375,9 +374,7 @@ impl<'a> Trim<'a> {
             if !self.real_dir(rel) || FileType::from_raw_mode(st.stx_mode as _) != FileType::Directory {
                 continue;
             }
-            let ts = |t: rustix::fs::StatxTimestamp| rustix::fs::Timespec { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec as _ };
-            let times = rustix::fs::Timestamps { last_access: ts(st.stx_atime), last_modification: ts(st.stx_mtime) };
-            rustix::fs::utimensat(rustix::fs::CWD, &dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io("set times of", &dst)(e.into()))?;
+            rustix::fs::utimensat(rustix::fs::CWD, &dst, &copy::times(&st), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io("set times of", &dst)(e.into()))?;
         }
         Ok(())
     }

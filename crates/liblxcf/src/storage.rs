@@ -110,9 +110,11 @@ fn split(path: &Path) -> Result<(OwnedFd, &OsStr)> {
         (Some(p), Some(n)) => (if p.as_os_str().is_empty() { Path::new(".") } else { p }, n),
         _ => return Err(io("use", path)(Errno::INVAL)),
     };
-    let fd = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(io("open", parent))?;
-    Ok((fd, name))
+    Ok((open_dir(parent)?, name))
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", path))
 }
 
 /// Creates an empty root at `path` (mode 0755): a subvolume where its parent is on btrfs.
@@ -190,7 +192,7 @@ pub fn clone_root(src: &Path, dst: &Path, ctl: &Control) -> Result<(Backend, Clo
 /// `false`: it cannot; nothing was created.
 pub fn snapshot(src: &Path, dst: &Path) -> Result<bool> {
     let (parent, name) = split(dst)?;
-    let sfd = rustix::fs::open(src, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", src))?;
+    let sfd = open_dir(src)?;
     if !(is_subvolume(&sfd).map_err(io("stat", src))? && on_btrfs(&parent).map_err(io("stat", dst))?) {
         return Ok(false);
     }
@@ -210,7 +212,7 @@ pub fn snapshot(src: &Path, dst: &Path) -> Result<bool> {
 /// Where the directory with inode `ino` lies in the subvolume whose top is `top`,
 /// relative to it.
 pub fn path_in_subvolume(top: &Path, ino: u64) -> Result<PathBuf> {
-    let fd = rustix::fs::open(top, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", top))?;
+    let fd = open_dir(top)?;
     let p = btrfs::ino_lookup(&fd, ino).map_err(io("look up an inode in", top))?;
     // The kernel ends it with a slash; a relative path of plain names it is.
     Ok(p.components().collect())
@@ -219,7 +221,7 @@ pub fn path_in_subvolume(top: &Path, ino: u64) -> Result<PathBuf> {
 /// The subvolumes directly inside the subvolume whose top is `top`, as paths
 /// relative to it. A snapshot holds an empty directory in their place.
 pub fn child_subvolumes(top: &Path) -> Result<Vec<PathBuf>> {
-    let fd = rustix::fs::open(top, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io("open", top))?;
+    let fd = open_dir(top)?;
     let mut out = Vec::new();
     let mut min_treeid = 0;
     loop {
@@ -324,8 +326,12 @@ mod btrfs {
         let mut a = LookupArgs { treeid: 0, objectid: ino, name: [0; 4080] };
         // SAFETY: as above, for btrfs_ioctl_ino_lookup_args.
         unsafe { ioctl(fd, Updater::<INO_LOOKUP, LookupArgs>::new(&mut a))? };
-        let n = a.name.iter().position(|&c| c == 0).unwrap_or(a.name.len());
-        Ok(PathBuf::from(OsStr::from_bytes(&a.name[..n])))
+        Ok(c_path(&a.name))
+    }
+
+    /// A NUL-terminated name the kernel wrote.
+    fn c_path(b: &[u8]) -> PathBuf {
+        PathBuf::from(OsStr::from_bytes(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]))
     }
 
     /// The path of directory `dirid` relative to `fd` (a subvolume's top) and the name
@@ -334,8 +340,7 @@ mod btrfs {
         let mut a = LookupUserArgs { dirid, treeid, name: [0; 256], path: [0; 3824] };
         // SAFETY: as above, for btrfs_ioctl_ino_lookup_user_args.
         unsafe { ioctl(fd, Updater::<INO_LOOKUP_USER, LookupUserArgs>::new(&mut a))? };
-        let c = |b: &[u8]| PathBuf::from(OsStr::from_bytes(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]));
-        Ok((c(&a.path), c(&a.name)))
+        Ok((c_path(&a.path), c_path(&a.name)))
     }
 
     pub fn subvol_destroy(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {

@@ -27,6 +27,8 @@
 
 mod walk;
 
+pub(crate) use walk::times;
+
 #[cfg(test)]
 mod tests;
 
@@ -203,7 +205,7 @@ fn split(p: &Path) -> Result<(&Path, &OsStr)> {
     }
 }
 
-fn dev_of(st: &rustix::fs::Statx) -> u64 {
+pub(crate) fn dev_of(st: &rustix::fs::Statx) -> u64 {
     ((st.stx_dev_major as u64) << 32) | st.stx_dev_minor as u64
 }
 
@@ -258,7 +260,7 @@ fn collect_xattrs(
 }
 
 /// The xattrs of an open file or directory.
-fn xattrs_fd(fd: &impl AsFd) -> rustix::io::Result<Vec<(CString, Vec<u8>)>> {
+pub(crate) fn xattrs_fd(fd: &impl AsFd) -> rustix::io::Result<Vec<(CString, Vec<u8>)>> {
     collect_xattrs(
         || with_size(|| rustix::fs::flistxattr_query(fd), |b| rustix::fs::flistxattr(fd, b)),
         |n| with_size(|| rustix::fs::fgetxattr_query(fd, n), |b| rustix::fs::fgetxattr(fd, n, b)),

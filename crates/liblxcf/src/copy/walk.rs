@@ -100,7 +100,8 @@ fn ts(t: &rustix::fs::StatxTimestamp) -> Timespec {
     Timespec { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec as _ }
 }
 
-fn times(st: &Statx) -> Timestamps {
+/// A file's access and modification times, for utimensat.
+pub(crate) fn times(st: &Statx) -> Timestamps {
     Timestamps { last_access: ts(&st.stx_atime), last_modification: ts(&st.stx_mtime) }
 }
 
