@@ -242,6 +242,8 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     // chattr flags, which a snapshot keeps: on what the trim deletes, and in /etc,
     // where lxcf writes next.
     std::fs::write(p("etc/resolv.conf"), "nameserver 10.0.0.53\n").unwrap();
+    // An attribute of the source's top, which a new root does not have.
+    rustix::fs::setxattr(&src, "user.top", b"x", rustix::fs::XattrFlags::empty()).unwrap();
     sh(&format!("chattr +a {} && chattr +i {} {}", p("var/log/app/app.log").display(), p("home/user/file").display(), p("etc/resolv.conf").display()));
     let ctl = Default::default();
     let snap = img.mnt.join("snap");
