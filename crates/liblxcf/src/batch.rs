@@ -35,9 +35,7 @@ impl BatchError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             BatchError::Count(_) | BatchError::Prefixes(_) => "`-n 15 m` means m0001 to m0015".into(),
-            BatchError::Name(_) => {
-                "names are 1 to 63 lower-case letters, digits and `-`; with -n the prefix plus 4 digits".into()
-            }
+            BatchError::Name(_) => "names are 1 to 63 lower-case letters, digits and `-`; with -n the prefix plus 4 digits".into(),
             _ => return None,
         })
     }

@@ -121,9 +121,8 @@ impl Config {
                         cfg.network.bridge = value.to_string();
                     }
                     ("network", "subnet") => {
-                        let net: Ipv4Net = value
-                            .parse()
-                            .map_err(|_| bad(format!("subnet `{value}` is not an IPv4 network like 192.168.125.0/24")))?;
+                        let net: Ipv4Net =
+                            value.parse().map_err(|_| bad(format!("subnet `{value}` is not an IPv4 network like 192.168.125.0/24")))?;
                         if net.network() != net.addr() {
                             return Err(bad(format!("subnet `{value}` has host bits set; did you mean {}?", net.trunc())));
                         }
@@ -134,9 +133,7 @@ impl Config {
                         subnet_set = true;
                     }
                     ("network", "gateway") => {
-                        cfg.network.gateway = value
-                            .parse()
-                            .map_err(|_| bad(format!("gateway `{value}` is not an IPv4 address")))?;
+                        cfg.network.gateway = value.parse().map_err(|_| bad(format!("gateway `{value}` is not an IPv4 address")))?;
                         gateway_set = true;
                     }
                     ("network", "forward") => {
@@ -163,10 +160,7 @@ impl Config {
         {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                msg: format!(
-                    "gateway {} is not a host address of subnet {}",
-                    cfg.network.gateway, cfg.network.subnet
-                ),
+                msg: format!("gateway {} is not a host address of subnet {}", cfg.network.gateway, cfg.network.subnet),
             });
         }
         Ok(cfg)

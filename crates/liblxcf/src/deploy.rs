@@ -149,7 +149,11 @@ pub fn deploy(cfg: &Config, rt: &dyn Runtime, path: &Path, to: Option<&[String]>
             at.push(m);
             host_dir.push(m);
             let opts = copy::Options { prune: vec![(PathBuf::new(), Prune::Contents)], skip_dirs: vec![] };
-            copy::copy_tree(&host_dir, &at, &opts).map_err(|source| DeployError::Copy { name: c.name.clone(), path: host_dir.clone(), source })?;
+            copy::copy_tree(&host_dir, &at, &opts).map_err(|source| DeployError::Copy {
+                name: c.name.clone(),
+                path: host_dir.clone(),
+                source,
+            })?;
             made.push((at.clone(), host_dir.clone()));
         }
         let item = at.join(name);
@@ -164,8 +168,7 @@ pub fn deploy(cfg: &Config, rt: &dyn Runtime, path: &Path, to: Option<&[String]>
             restore_times(host, staged)?;
         }
         let stage_fd = merge::open(&stage).map_err(io("open", &stage))?;
-        merge::check_deploy(&stage_fd, &anchor, &anchor_path)
-            .map_err(|source| DeployError::Merge { name: c.name.clone(), source })?;
+        merge::check_deploy(&stage_fd, &anchor, &anchor_path).map_err(|source| DeployError::Merge { name: c.name.clone(), source })?;
         plans.push(Plan { name: c.name.clone(), stage, anchor, anchor_path });
     }
 
@@ -204,10 +207,13 @@ fn create_private_dir(p: &Path) -> Result<()> {
 /// followed inside the container root only.
 fn anchor(root: &Root, dir: &Path) -> std::result::Result<(OwnedFd, PathBuf, Vec<OsString>), String> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY;
-    let names: Vec<OsString> = dir.components().filter_map(|c| match c {
-        Component::Normal(n) => Some(n.to_os_string()),
-        _ => None,
-    }).collect();
+    let names: Vec<OsString> = dir
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
     let mut cur = PathBuf::from("/");
     let mut fd = root.open_at(&cur, flags).map_err(|e| format!("cannot open its root: {e}"))?;
     for (i, n) in names.iter().enumerate() {

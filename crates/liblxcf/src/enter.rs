@@ -115,18 +115,13 @@ fn cgroup_procs_files(container: &[CgroupMount], ours: &[CgroupMount]) -> Vec<Pa
     out
 }
 
-
 /// Capabilities (numbers) that `last_cap` allows but the bounding set `capbnd`
 /// (hex, from /proc/PID/status) does not hold.
 fn caps_to_drop(status: &str, last_cap: u32) -> Vec<u32> {
-    let bnd = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(u64::MAX);
+    let bnd =
+        status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(u64::MAX);
     (0..=last_cap.min(63)).filter(|c| bnd & (1 << c) == 0).collect()
 }
-
 
 fn ns_id(path: &Path) -> Result<u64, EnterError> {
     Ok(std::fs::metadata(path).map_err(inspect(path))?.ino())
@@ -181,10 +176,7 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
 
     let status_path = dir.join("status");
     let status = std::fs::read_to_string(&status_path).map_err(inspect(&status_path))?;
-    let last_cap = std::fs::read_to_string(proc.join("sys/kernel/cap_last_cap"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    let last_cap = std::fs::read_to_string(proc.join("sys/kernel/cap_last_cap")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
     let drop_caps = caps_to_drop(&status, last_cap);
 
     let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(inspect(&p));
@@ -230,8 +222,7 @@ fn child(plan: &Plan) -> (u8, rustix::io::Errno) {
     use rustix::fs::{Mode, OFlags};
     for p in &plan.cgroup_procs {
         // "0" is the writing process itself.
-        let r = rustix::fs::open(p.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-            .and_then(|fd| rustix::io::write(&fd, b"0"));
+        let r = rustix::fs::open(p.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).and_then(|fd| rustix::io::write(&fd, b"0"));
         if let Err(e) = r {
             return (0, e);
         }
@@ -382,19 +373,21 @@ mod tests {
 ";
         let files = cgroup_procs_files(&cgroup_mounts(theirs), &cgroup_mounts(MOUNTINFO));
         let p = |s: &str| PathBuf::from(format!("/sys/fs/cgroup/{s}/cgroup.procs"));
-        assert_eq!(files, [
-            p("cpu/machine/lxc-1-web1.libvirt-lxc"),
-            p("memory/machine/lxc-1-web1.libvirt-lxc"),
-            p("net_cls,net_prio/machine/lxc-1-web1.libvirt-lxc"),
-            p("systemd/lxcf/web1"),
-            p("unified/lxcf/web1"),
-        ]);
+        assert_eq!(
+            files,
+            [
+                p("cpu/machine/lxc-1-web1.libvirt-lxc"),
+                p("memory/machine/lxc-1-web1.libvirt-lxc"),
+                p("net_cls,net_prio/machine/lxc-1-web1.libvirt-lxc"),
+                p("systemd/lxcf/web1"),
+                p("unified/lxcf/web1"),
+            ]
+        );
         // A hierarchy at its root is not joined; one not mounted here (cpuset) is left
         // out rather than guessed; our own mount of a subtree (/mnt/elsewhere) is not used.
         let m = cgroup_mounts(MOUNTINFO);
         assert_eq!(m.last().unwrap(), &CgroupMount { ctrls: vec![], root: "/sub".into(), at: "/mnt/elsewhere".into() });
     }
-
 
     #[test]
     fn capabilities_init_lacks_are_dropped() {

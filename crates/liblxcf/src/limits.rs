@@ -92,10 +92,7 @@ pub struct LimitError {
 impl LimitError {
     pub fn hint(&self) -> String {
         let set: Vec<String> = self.short.iter().map(|s| format!("{}={}", s.key, s.suggest.max(s.need))).collect();
-        format!(
-            "run scripts/setup-host (it writes /etc/sysctl.d/90-lxcf.conf), or raise them now: sysctl -w {}",
-            set.join(" ")
-        )
+        format!("run scripts/setup-host (it writes /etc/sysctl.d/90-lxcf.conf), or raise them now: sysctl -w {}", set.join(" "))
     }
 }
 

@@ -197,7 +197,8 @@ fn merge_dir(src: &OwnedFd, dst: &OwnedFd, m: &mut Merge, rel: &Path, stats: &mu
             }
             rustix::fs::unlinkat(src, &n, AtFlags::empty()).map_err(io("remove", &r))?;
         } else if st == FileType::Directory {
-            let opaque = overlay && xattr_fd(src, &n, c"trusted.overlay.opaque").map_err(io("read xattrs of", &r))?.as_deref() == Some(b"y");
+            let opaque =
+                overlay && xattr_fd(src, &n, c"trusted.overlay.opaque").map_err(io("read xattrs of", &r))?.as_deref() == Some(b"y");
             match dt {
                 Some(FileType::Directory) if !opaque => {
                     let sd = open_dir(src, &n).map_err(io("open", &r))?;
@@ -267,8 +268,7 @@ fn move_in(src: &OwnedFd, dst: &OwnedFd, name: &OsStr, label: &Path) -> Result<(
     }
     let scratch = OsStr::new(SCRATCH);
     remove_at(dst, scratch).map_err(|e| io_err("clear", label.with_file_name(SCRATCH), e))?;
-    rustix::fs::mkdirat(dst, scratch, Mode::from_raw_mode(0o700))
-        .map_err(|e| io_err("create", label.with_file_name(SCRATCH), e.into()))?;
+    rustix::fs::mkdirat(dst, scratch, Mode::from_raw_mode(0o700)).map_err(|e| io_err("create", label.with_file_name(SCRATCH), e.into()))?;
     let result = (|| {
         let tmp = rustix::fs::openat(dst, scratch, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io_err("open", label.with_file_name(SCRATCH), e.into()))?;

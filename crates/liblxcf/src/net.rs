@@ -21,10 +21,7 @@ pub enum NetError {
 
 /// The lowest address of `subnet` that is not the network, broadcast, gateway or `used`.
 pub fn allocate(subnet: Ipv4Net, gateway: Ipv4Addr, used: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, NetError> {
-    subnet
-        .hosts()
-        .find(|a| *a != gateway && !used.contains(a))
-        .ok_or(NetError::Full { subnet, used: used.len() })
+    subnet.hosts().find(|a| *a != gateway && !used.contains(a)).ok_or(NetError::Full { subnet, used: used.len() })
 }
 
 const BEGIN: &str = "# BEGIN lxcf: containers, managed by lxcf (changes inside this block are lost)";

@@ -5,9 +5,9 @@
 //! failure is a panic, so a failed command leaves no directory, domain or hosts
 //! line behind.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -202,9 +202,7 @@ fn used_ips(cfg: &Config, domains: &[Domain], hosts: &Hosts) -> Result<BTreeSet<
 fn host_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| {
-            m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
-        })
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(1 << 20)
 }
 
@@ -226,13 +224,7 @@ pub(crate) struct Reserved {
 /// Reserves `name` for a new container under the host-wide lock: checks it is
 /// free, allocates the lowest free address, makes sure the network exists and adds
 /// the hosts line. The lock is released on return: making the root is the slow part.
-pub(crate) fn reserve<'a>(
-    cfg: &'a Config,
-    rt: &'a dyn Runtime,
-    hosts: &'a Hosts,
-    name: &'a str,
-    undo: &mut Undo<'a>,
-) -> Result<Reserved> {
+pub(crate) fn reserve<'a>(cfg: &'a Config, rt: &'a dyn Runtime, hosts: &'a Hosts, name: &'a str, undo: &mut Undo<'a>) -> Result<Reserved> {
     name::validate(name)?;
     ensure_root(cfg)?;
     let _lock = global_lock(cfg)?;

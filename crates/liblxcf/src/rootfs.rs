@@ -290,9 +290,7 @@ impl<'a> Trim<'a> {
 
     /// `rel` if it is a directory of the snapshot reached without a symlink.
     fn real_dir(&self, rel: &Path) -> bool {
-        rel.ancestors().all(|a| {
-            a.as_os_str().is_empty() || std::fs::symlink_metadata(self.dest.join(a)).is_ok_and(|m| m.is_dir())
-        })
+        rel.ancestors().all(|a| a.as_os_str().is_empty() || std::fs::symlink_metadata(self.dest.join(a)).is_ok_and(|m| m.is_dir()))
     }
 
     fn remove(&mut self, rel: &Path) -> Result<()> {
@@ -334,7 +332,8 @@ impl<'a> Trim<'a> {
             .map_err(|e| io("open", &p)(e.into()))?;
         let flags = rustix::fs::ioctl_getflags(&fd).map_err(|e| io("read the flags of", &p)(e.into()))?;
         if flags.intersects(IFlags::IMMUTABLE | IFlags::APPEND) {
-            rustix::fs::ioctl_setflags(&fd, flags - IFlags::IMMUTABLE - IFlags::APPEND).map_err(|e| io("clear the flags of", &p)(e.into()))?;
+            rustix::fs::ioctl_setflags(&fd, flags - IFlags::IMMUTABLE - IFlags::APPEND)
+                .map_err(|e| io("clear the flags of", &p)(e.into()))?;
         }
         if deep && m.is_dir() {
             for e in std::fs::read_dir(&p).map_err(io("read", &p))? {
@@ -374,7 +373,8 @@ impl<'a> Trim<'a> {
             if !self.real_dir(rel) || FileType::from_raw_mode(st.stx_mode as _) != FileType::Directory {
                 continue;
             }
-            rustix::fs::utimensat(rustix::fs::CWD, &dst, &copy::times(&st), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io("set times of", &dst)(e.into()))?;
+            rustix::fs::utimensat(rustix::fs::CWD, &dst, &copy::times(&st), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io("set times of", &dst)(e.into()))?;
         }
         Ok(())
     }
@@ -429,10 +429,7 @@ pub fn apply_identity(root: &Root, id: &Identity) -> Result<()> {
     if root.file_type(p("/etc/ssh/sshd_config"))?.is_some() {
         root.mkdir_all(p("/etc/systemd/system/multi-user.target.wants"), 0o755)?;
         root.write(p("/etc/systemd/system/lxcf-ssh-keygen.service"), SSH_KEYGEN_UNIT.as_bytes(), 0o644)?;
-        root.symlink(
-            p("/etc/systemd/system/multi-user.target.wants/lxcf-ssh-keygen.service"),
-            p("../lxcf-ssh-keygen.service"),
-        )?;
+        root.symlink(p("/etc/systemd/system/multi-user.target.wants/lxcf-ssh-keygen.service"), p("../lxcf-ssh-keygen.service"))?;
     }
 
     root.write(
@@ -513,9 +510,21 @@ mod tests {
 
     /// A small host-like tree: merged /usr, /etc with identity files, /var with logs.
     fn host(src: &Path) {
-        for d in ["usr/bin", "usr/lib", "usr/sbin", "etc/ssh", "etc/network/interfaces.d", "etc/systemd/network",
-            "var/log/journal/abc", "var/log/app", "var/lib/dbus", "var/lib/pkg", "var/tmp", "root", "home/user"]
-        {
+        for d in [
+            "usr/bin",
+            "usr/lib",
+            "usr/sbin",
+            "etc/ssh",
+            "etc/network/interfaces.d",
+            "etc/systemd/network",
+            "var/log/journal/abc",
+            "var/log/app",
+            "var/lib/dbus",
+            "var/lib/pkg",
+            "var/tmp",
+            "root",
+            "home/user",
+        ] {
             fs::create_dir_all(src.join(d)).unwrap();
         }
         fs::write(src.join("usr/bin/prog"), b"#!/bin/sh\n").unwrap();

@@ -38,8 +38,12 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 
 impl Root {
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ScopedError { op: "open", root: path.to_path_buf(), path: "/".into(), source: e.into() })?;
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ScopedError {
+            op: "open",
+            root: path.to_path_buf(),
+            path: "/".into(),
+            source: e.into(),
+        })?;
         Ok(Root { path: path.to_path_buf(), fd })
     }
 
@@ -68,9 +72,7 @@ impl Root {
             }
         };
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let fd = self
-            .open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| self.err("open", parent, e))?;
+        let fd = self.open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| self.err("open", parent, e))?;
         Ok((fd, name))
     }
 

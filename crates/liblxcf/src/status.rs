@@ -74,11 +74,9 @@ pub fn list(cfg: &Config, rt: &dyn Runtime, window: Duration) -> ops::Result<Vec
         .into_iter()
         .map(|c| {
             let live = match (first.get(&c.name), second.get(&c.name)) {
-                (Some(a), Some(b)) => Some(Live {
-                    cpu_percent: cpu_percent(a.cpu_ns, b.cpu_ns, dt),
-                    cpu_ns: b.cpu_ns,
-                    memory_bytes: b.memory_bytes,
-                }),
+                (Some(a), Some(b)) => {
+                    Some(Live { cpu_percent: cpu_percent(a.cpu_ns, b.cpu_ns, dt), cpu_ns: b.cpu_ns, memory_bytes: b.memory_bytes })
+                }
                 _ => None,
             };
             Status { container: c, live }

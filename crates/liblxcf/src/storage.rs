@@ -134,7 +134,8 @@ pub fn create_root(path: &Path) -> Result<Backend> {
 /// subvolumes (made inside the container) is removed file by file, as a directory.
 pub fn remove_root(path: &Path) -> Result<()> {
     let (parent, name) = split(path)?;
-    let fd = match rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    {
         Ok(fd) => Some(fd),
         // Not a directory (a symlink or file put there): removed as it is, below.
         Err(Errno::NOTDIR | Errno::LOOP) => None,

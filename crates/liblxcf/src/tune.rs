@@ -55,14 +55,7 @@ pub fn sysgen(cfg: &Config, rt: &dyn Runtime, name: &str, model: Option<Model>, 
     sysgen_on(cfg, rt, &System, name, model, reqs)
 }
 
-pub fn sysgen_on(
-    cfg: &Config,
-    rt: &dyn Runtime,
-    host: &dyn Host,
-    name: &str,
-    model: Option<Model>,
-    reqs: &[Request],
-) -> Result<Container> {
+pub fn sysgen_on(cfg: &Config, rt: &dyn Runtime, host: &dyn Host, name: &str, model: Option<Model>, reqs: &[Request]) -> Result<Container> {
     crate::name::validate(name)?;
     let settings = resources::plan(reqs, &resources::Settings::default(), host)?;
     ops::sysgen_with(cfg, rt, name, model, &settings)

@@ -80,9 +80,7 @@ impl From<Error> for Failure {
             Error::Name(_) => Exit::Usage,
             Error::Resource(r) if r.is_usage() => Exit::Usage,
             Error::NotFound(_) => Exit::NotFound,
-            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } | Error::Running(_) => {
-                Exit::Conflict
-            }
+            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } | Error::Running(_) => Exit::Conflict,
             Error::Virt(VirtError::Connect { .. }) => Exit::Unavailable,
             _ => Exit::Failure,
         };

@@ -28,8 +28,7 @@ const BUILTINS: [&str; 3] = ["help", "exit", "quit"];
 
 /// The names a line can start with: lxcf's visible commands and the builtins.
 fn command_names() -> Vec<String> {
-    let mut v: Vec<String> =
-        Cli::command().get_subcommands().filter(|c| !c.is_hide_set()).map(|c| c.get_name().to_string()).collect();
+    let mut v: Vec<String> = Cli::command().get_subcommands().filter(|c| !c.is_hide_set()).map(|c| c.get_name().to_string()).collect();
     v.extend(BUILTINS.iter().map(|s| s.to_string()));
     v.sort();
     v
@@ -50,12 +49,8 @@ impl Completer for Complete {
         }
         let start = before.len() - before.trim_start().len();
         let word = &before[start..];
-        let found = self
-            .names
-            .iter()
-            .filter(|n| n.starts_with(word))
-            .map(|n| Pair { display: n.clone(), replacement: format!("{n} ") })
-            .collect();
+        let found =
+            self.names.iter().filter(|n| n.starts_with(word)).map(|n| Pair { display: n.clone(), replacement: format!("{n} ") }).collect();
         Ok((start, found))
     }
 }

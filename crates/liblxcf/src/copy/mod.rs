@@ -178,8 +178,7 @@ pub fn copy_trees(jobs: &[Job], ctl: &Control) -> Result<Stats> {
 pub fn copy_entry(src: &Path, dst: &Path) -> Result<()> {
     let (sparent, sname) = split(src)?;
     let (dparent, dname) = split(dst)?;
-    let st = rustix::fs::statx(CWD, src, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
-        .map_err(err("stat", src))?;
+    let st = rustix::fs::statx(CWD, src, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).map_err(err("stat", src))?;
     if FileType::from_raw_mode(st.stx_mode as _) == FileType::Directory || sname != dname {
         return Err(CopyError {
             op: "copy",

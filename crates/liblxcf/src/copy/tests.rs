@@ -1,6 +1,6 @@
 use super::*;
-use std::fs;
 use rustix::fs::{Mode, Timespec, Timestamps, XattrFlags};
+use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
 fn meta(p: &Path) -> fs::Metadata {
@@ -103,8 +103,7 @@ fn ownership_and_devices_when_root() {
     fs::set_permissions(src.join("owned"), fs::Permissions::from_mode(0o2755)).unwrap();
     std::os::unix::fs::lchown(src.join("owned"), Some(1234), Some(5678)).unwrap();
     fs::set_permissions(src.join("owned"), fs::Permissions::from_mode(0o2755)).unwrap();
-    rustix::fs::mknodat(CWD, src.join("null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3))
-        .unwrap();
+    rustix::fs::mknodat(CWD, src.join("null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(1, 3)).unwrap();
     symlink("x", src.join("l")).unwrap();
     std::os::unix::fs::lchown(src.join("l"), Some(42), Some(43)).unwrap();
     let dst = tmp.path().join("dst");
@@ -131,11 +130,7 @@ fn prune_and_skip() {
     fs::create_dir_all(src.join("lib/lxc/c1/etc")).unwrap();
     fs::write(src.join("keep"), b"x").unwrap();
     let opts = Options {
-        prune: vec![
-            ("log".into(), Prune::Files),
-            ("tmp".into(), Prune::Contents),
-            ("seed".into(), Prune::Skip),
-        ],
+        prune: vec![("log".into(), Prune::Files), ("tmp".into(), Prune::Contents), ("seed".into(), Prune::Skip)],
         skip_dirs: vec![dir_id(&src.join("lib/lxc")).unwrap()],
     };
     let dst = tmp.path().join("dst");

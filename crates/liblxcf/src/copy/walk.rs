@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
-};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Timespec, Timestamps, Uid, XattrFlags, CWD};
 use rustix::io::Errno;
 
 use super::{dev_of, os, xattrs_at, xattrs_fd, Control, CopyError, Job, Progress, Result, Stats};
@@ -22,10 +20,8 @@ type Xattrs = Vec<(CString, Vec<u8>)>;
 
 /// Directories are looked up from the top of their tree without following any
 /// symlink and without leaving the mount.
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS)
-    .union(ResolveFlags::NO_XDEV);
+const BENEATH: ResolveFlags =
+    ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS).union(ResolveFlags::NO_XDEV);
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
@@ -74,7 +70,10 @@ struct Queue {
 enum Link {
     /// The first path of this inode is being copied by another worker.
     Pending,
-    Done { tree: usize, rel: PathBuf },
+    Done {
+        tree: usize,
+        rel: PathBuf,
+    },
     Failed,
 }
 
@@ -186,15 +185,7 @@ pub(super) fn run_entry(sparent: &Path, dparent: &Path, name: &OsStr) -> Result<
     let dst = rustix::fs::open(dparent, PARENT_FLAGS, Mode::empty()).map_err(super::err("open", dparent))?;
     let st = rustix::fs::statx(&src, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).map_err(super::err("stat", sparent))?;
     let job = Job::new(sparent, dparent, Default::default());
-    let tree = Tree {
-        job: &job,
-        src,
-        dst,
-        mnt_id: None,
-        dev: dev_of(&st),
-        reflink: AtomicBool::new(true),
-        cfr: AtomicBool::new(true),
-    };
+    let tree = Tree { job: &job, src, dst, mnt_id: None, dev: dev_of(&st), reflink: AtomicBool::new(true), cfr: AtomicBool::new(true) };
     let sh = Shared::new(vec![tree], Vec::new(), None);
     let name = CString::new(name.as_bytes()).map_err(|_| super::err("copy", &sparent.join(name))(Errno::INVAL))?;
     let t = &sh.trees[0];
@@ -386,8 +377,7 @@ impl<'a> Shared<'a> {
                     tracing::debug!(path = %self.src_path(tree, &rel).display(), "not copied: lxcf's container root");
                     return Ok(());
                 }
-                rustix::fs::mkdirat(dst_dir, name, Mode::from_raw_mode(0o700))
-                    .map_err(self.dst_err("create directory", tree, &rel))?;
+                rustix::fs::mkdirat(dst_dir, name, Mode::from_raw_mode(0o700)).map_err(self.dst_err("create directory", tree, &rel))?;
                 stats.dirs += 1;
                 self.tick(0);
                 self.push(Task { tree, rel, st, files_pruned });
@@ -437,8 +427,11 @@ impl<'a> Shared<'a> {
     /// A later path of an inode already copied: a hard link to the copy.
     fn link(&self, tree: usize, first: (usize, PathBuf), dst_dir: &OwnedFd, name: &CStr, rel: &Path, stats: &mut Stats) -> Result<()> {
         // `first` lies below the destination top through directories this copy made.
-        rustix::fs::linkat(&self.trees[first.0].dst, &first.1, dst_dir, name, AtFlags::empty())
-            .map_err(self.dst_err("hard-link", tree, rel))?;
+        rustix::fs::linkat(&self.trees[first.0].dst, &first.1, dst_dir, name, AtFlags::empty()).map_err(self.dst_err(
+            "hard-link",
+            tree,
+            rel,
+        ))?;
         stats.hardlinks += 1;
         self.tick(0);
         Ok(())
@@ -471,7 +464,16 @@ impl<'a> Shared<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn file(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, stats: &mut Stats) -> Result<()> {
+    fn file(
+        &self,
+        tree: usize,
+        src_dir: &OwnedFd,
+        dst_dir: &OwnedFd,
+        name: &CStr,
+        st: &Statx,
+        rel: &Path,
+        stats: &mut Stats,
+    ) -> Result<()> {
         // Opened before a hard link is claimed: a file gone meanwhile (as in `entry`)
         // is skipped without leaving a link target that was never made.
         let src = match rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
@@ -510,8 +512,11 @@ impl<'a> Shared<'a> {
     fn owner_mode(&self, tree: usize, fd: &OwnedFd, st: &Statx, mode: u32, rel: &Path) -> Result<()> {
         let chown = (st.stx_uid, st.stx_gid) != (self.uid, self.gid);
         if chown {
-            rustix::fs::fchown(fd, Some(Uid::from_raw(st.stx_uid)), Some(Gid::from_raw(st.stx_gid)))
-                .map_err(self.dst_err("change owner of", tree, rel))?;
+            rustix::fs::fchown(fd, Some(Uid::from_raw(st.stx_uid)), Some(Gid::from_raw(st.stx_gid))).map_err(self.dst_err(
+                "change owner of",
+                tree,
+                rel,
+            ))?;
         }
         let kept = match self.umask {
             Some(u) => mode & 0o7000 == 0 && mode & u == 0,
@@ -576,7 +581,16 @@ impl<'a> Shared<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn symlink(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, stats: &mut Stats) -> Result<()> {
+    fn symlink(
+        &self,
+        tree: usize,
+        src_dir: &OwnedFd,
+        dst_dir: &OwnedFd,
+        name: &CStr,
+        st: &Statx,
+        rel: &Path,
+        stats: &mut Stats,
+    ) -> Result<()> {
         let target = match rustix::fs::readlinkat(src_dir, name, Vec::new()) {
             Ok(t) => t,
             Err(Errno::NOENT) => return Ok(()), // gone meanwhile, as in `entry`
@@ -590,12 +604,20 @@ impl<'a> Shared<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn special(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, stats: &mut Stats) -> Result<()> {
+    fn special(
+        &self,
+        tree: usize,
+        src_dir: &OwnedFd,
+        dst_dir: &OwnedFd,
+        name: &CStr,
+        st: &Statx,
+        rel: &Path,
+        stats: &mut Stats,
+    ) -> Result<()> {
         self.linked_or(tree, dst_dir, name, st, rel, stats, |stats| {
             let ftype = FileType::from_raw_mode(st.stx_mode as _);
             let dev = rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor);
-            rustix::fs::mknodat(dst_dir, name, ftype, Mode::from_raw_mode(0o600), dev)
-                .map_err(self.dst_err("create", tree, rel))?;
+            rustix::fs::mknodat(dst_dir, name, ftype, Mode::from_raw_mode(0o600), dev).map_err(self.dst_err("create", tree, rel))?;
             self.at_meta(tree, src_dir, dst_dir, name, st, rel, true)?;
             stats.special += 1;
             self.tick(0);
@@ -608,14 +630,8 @@ impl<'a> Shared<'a> {
     #[allow(clippy::too_many_arguments)]
     fn at_meta(&self, tree: usize, src_dir: &OwnedFd, dst_dir: &OwnedFd, name: &CStr, st: &Statx, rel: &Path, mode: bool) -> Result<()> {
         if (st.stx_uid, st.stx_gid) != (self.uid, self.gid) {
-            rustix::fs::chownat(
-                dst_dir,
-                name,
-                Some(Uid::from_raw(st.stx_uid)),
-                Some(Gid::from_raw(st.stx_gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(self.dst_err("change owner of", tree, rel))?;
+            rustix::fs::chownat(dst_dir, name, Some(Uid::from_raw(st.stx_uid)), Some(Gid::from_raw(st.stx_gid)), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(self.dst_err("change owner of", tree, rel))?;
         }
         if mode {
             rustix::fs::chmodat(dst_dir, name, Mode::from_raw_mode(st.stx_mode as u32 & 0o7777), AtFlags::empty())
@@ -636,8 +652,11 @@ impl<'a> Shared<'a> {
         let fd = open_beneath(&self.trees[d.tree].dst, &d.rel).map_err(self.dst_err("open", d.tree, &d.rel))?;
         let mode = d.st.stx_mode as u32 & 0o7777;
         if (d.st.stx_uid, d.st.stx_gid) != (self.uid, self.gid) {
-            rustix::fs::fchown(&fd, Some(Uid::from_raw(d.st.stx_uid)), Some(Gid::from_raw(d.st.stx_gid)))
-                .map_err(self.dst_err("change owner of", d.tree, &d.rel))?;
+            rustix::fs::fchown(&fd, Some(Uid::from_raw(d.st.stx_uid)), Some(Gid::from_raw(d.st.stx_gid))).map_err(self.dst_err(
+                "change owner of",
+                d.tree,
+                &d.rel,
+            ))?;
         }
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(self.dst_err("change mode of", d.tree, &d.rel))?;
         for (n, v) in &d.xattrs {

@@ -36,8 +36,7 @@ pub fn clone(cfg: &Config, rt: &dyn Runtime, src: &str, new: &str) -> Result<Con
     let t = std::time::Instant::now();
     let progress = Arc::new(Progress::default());
     let bar = Bar::show(&format!("{new}: copying {src}'s root"), progress.clone());
-    let (backend, how) =
-        storage::clone_root(&meta.root, &r.partial, &Control { progress: Some(&progress), ..Default::default() })?;
+    let (backend, how) = storage::clone_root(&meta.root, &r.partial, &Control { progress: Some(&progress), ..Default::default() })?;
     drop(bar);
     let renamed = undo_root(&r, &mut undo);
     match how {
@@ -55,13 +54,7 @@ pub fn clone(cfg: &Config, rt: &dyn Runtime, src: &str, new: &str) -> Result<Con
     root.remove(Path::new("/var/lib/systemd/random-seed")).map_err(RootfsError::from)?;
     drop(root);
 
-    let new_meta = Meta {
-        model: meta.model,
-        ip: r.ip,
-        root: r.dir.clone(),
-        network: cfg.network.name.clone(),
-        version: VERSION.into(),
-    };
+    let new_meta = Meta { model: meta.model, ip: r.ip, root: r.dir.clone(), network: cfg.network.name.clone(), version: VERSION.into() };
     let xml = xml::derive(&src_xml, new, uuid::Uuid::new_v4(), &new_meta, cfg.network.subnet.prefix_len(), cfg.network.gateway)
         .map_err(|msg| VirtError::Op { op: "derive a domain from", object: src.into(), msg })?;
     install(cfg, rt, new, &r, &renamed, &xml, &[], undo)?;

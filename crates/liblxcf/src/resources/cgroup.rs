@@ -339,9 +339,7 @@ mod tests {
         let proc = t.path().join("proc");
         write(
             &proc.join("42/cgroup"),
-            &format!(
-                "12:pids:/\n7:blkio:/{GROUP}\n4:memory:/{GROUP}\n3:cpuset:/{GROUP}\n2:cpu,cpuacct:/{GROUP}\n1:name=systemd:/\n0::/\n"
-            ),
+            &format!("12:pids:/\n7:blkio:/{GROUP}\n4:memory:/{GROUP}\n3:cpuset:/{GROUP}\n2:cpu,cpuacct:/{GROUP}\n1:name=systemd:/\n0::/\n"),
         );
         std::fs::create_dir_all(root.join("unified")).unwrap();
         let g = |c: &str, f: &str, v: &str| write(&root.join(c).join(GROUP).join(f), v);

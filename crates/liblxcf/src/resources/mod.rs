@@ -271,7 +271,10 @@ pub enum Setting {
     Memsw(Option<u64>),
     Blkio(PathBuf, Throttle, Option<u64>),
     /// Both directions at once: they live in one metadata element and one shaping run.
-    Net { inbound: Option<u64>, outbound: Option<u64> },
+    Net {
+        inbound: Option<u64>,
+        outbound: Option<u64>,
+    },
 }
 
 impl Setting {
@@ -375,9 +378,7 @@ impl Request {
     /// A `sysgen` block I/O option: `DEVICE,RATE` (the comma as in virsh blkiotune;
     /// the last one splits, so a path may hold commas).
     pub fn blkio(t: Throttle, arg: &str) -> Result<Request, ResourceError> {
-        let (dev, rate) = arg
-            .rsplit_once(',')
-            .ok_or_else(|| invalid(t.command(), arg, "expected DEVICE,RATE (like /dev/sda,10M)"))?;
+        let (dev, rate) = arg.rsplit_once(',').ok_or_else(|| invalid(t.command(), arg, "expected DEVICE,RATE (like /dev/sda,10M)"))?;
         if dev.is_empty() {
             return Err(invalid(t.command(), arg, "no device before the comma"));
         }
@@ -401,9 +402,11 @@ pub struct System;
 impl System {
     fn list(path: &str) -> Result<Option<IdSet>, ResourceError> {
         match std::fs::read_to_string(path) {
-            Ok(t) => IdSet::parse(&t)
-                .map(Some)
-                .map_err(|why| ResourceError::Io { op: "parse", path: path.into(), source: std::io::Error::other(why) }),
+            Ok(t) => IdSet::parse(&t).map(Some).map_err(|why| ResourceError::Io {
+                op: "parse",
+                path: path.into(),
+                source: std::io::Error::other(why),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(ResourceError::Io { op: "read", path: path.into(), source }),
         }
@@ -578,7 +581,9 @@ pub fn plan(reqs: &[Request], current: &Settings, host: &dyn Host) -> Result<Vec
                 let cpus = host.cpus()?.len() as u64;
                 Setting::CpuQuota(parse_percent(v)?.and_then(|p| CpuQuota::from_percent(p, cpus)))
             }
-            Request::Numa(v) => Setting::Nodes(ids_within("numa", v, || host.nodes(), |node, nodes| ResourceError::NoNode { node, nodes })?),
+            Request::Numa(v) => {
+                Setting::Nodes(ids_within("numa", v, || host.nodes(), |node, nodes| ResourceError::NoNode { node, nodes })?)
+            }
             Request::Memlimit(v) => Setting::Mem(parse_memory("memlimit", v)?),
             Request::Memswlimit(v) => Setting::Memsw(parse_memory("memswlimit", v)?),
             Request::Blkio(t, dev, v) => {

@@ -35,11 +35,7 @@ pub const PREFIX: &str = "lxcfres";
 /// without a namespace, which libvirt adds from the key ([`PREFIX`]) and [`NS`].
 /// Written even without rates, so that the hook removes limits set earlier.
 pub fn meta_element(inbound: Option<u64>, outbound: Option<u64>) -> String {
-    format!(
-        "<resources><net_in>{}</net_in><net_out>{}</net_out></resources>",
-        inbound.unwrap_or(0),
-        outbound.unwrap_or(0)
-    )
+    format!("<resources><net_in>{}</net_in><net_out>{}</net_out></resources>", inbound.unwrap_or(0), outbound.unwrap_or(0))
 }
 
 /// The rates in a domain's XML (bytes per second; `None`: no limit).
@@ -109,9 +105,7 @@ impl Ends {
         };
         let init = self.init().ok_or_else(|| format!("no init process under libvirt_lxc (pid {})", self.controller))?;
         let outbound = tbf_rate(
-            Command::new("nsenter")
-                .arg(format!("--net=/proc/{init}/ns/net"))
-                .args(["--", "tc", "-j", "qdisc", "show", "dev", "eth0"]),
+            Command::new("nsenter").arg(format!("--net=/proc/{init}/ns/net")).args(["--", "tc", "-j", "qdisc", "show", "dev", "eth0"]),
         )?;
         Ok((inbound, outbound))
     }
@@ -128,11 +122,7 @@ fn tbf_rate(cmd: &mut Command) -> Result<Option<u64>, String> {
 
 fn parse_tc(json: &[u8]) -> Result<Option<u64>, String> {
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("unexpected output: {e}"))?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .find(|q| q["kind"] == "tbf" && q["root"] == true)
-        .and_then(|q| q["options"]["rate"].as_u64()))
+    Ok(v.as_array().into_iter().flatten().find(|q| q["kind"] == "tbf" && q["root"] == true).and_then(|q| q["options"]["rate"].as_u64()))
 }
 
 #[cfg(test)]

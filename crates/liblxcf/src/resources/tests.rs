@@ -120,7 +120,10 @@ fn each_command_parses() {
         (Request::Blkio(Throttle::ReadBps, "/".into(), "10M".into()), Setting::Blkio("/dev/sda".into(), Throttle::ReadBps, Some(10 << 20))),
         (Request::Blkio(Throttle::WriteBps, "/x".into(), "0".into()), Setting::Blkio("/dev/sda".into(), Throttle::WriteBps, None)),
         (Request::Blkio(Throttle::ReadIops, "/x".into(), "300".into()), Setting::Blkio("/dev/sda".into(), Throttle::ReadIops, Some(300))),
-        (Request::Blkio(Throttle::WriteIops, "/x".into(), "unlimited".into()), Setting::Blkio("/dev/sda".into(), Throttle::WriteIops, None)),
+        (
+            Request::Blkio(Throttle::WriteIops, "/x".into(), "unlimited".into()),
+            Setting::Blkio("/dev/sda".into(), Throttle::WriteIops, None),
+        ),
         (Request::NetIn("1M".into()), Setting::Net { inbound: Some(1 << 20), outbound: None }),
         (Request::NetOut("0".into()), Setting::Net { inbound: None, outbound: None }),
     ];

@@ -93,17 +93,10 @@ fn a_failure_half_way_puts_everything_back() {
 #[test]
 fn sysgen_puts_settings_in_the_definition_before_the_first_start() {
     let e = env();
-    let r = req(&[
-        Request::Memswlimit("2G".into()),
-        Request::Memlimit("1G".into()),
-        Request::Cpun("1-2".into()),
-        Request::NetOut("1M".into()),
-    ]);
+    let r =
+        req(&[Request::Memswlimit("2G".into()), Request::Memlimit("1G".into()), Request::Cpun("1-2".into()), Request::NetOut("1M".into())]);
     sysgen_on(&e.cfg, &e.rt, &FakeHost, "web1", None, &r).unwrap();
-    assert_eq!(
-        calls(&e),
-        [("memlimit", false), ("memswlimit", false), ("cpun", false), ("net_in/net_out", false), ("reapply", true)]
-    );
+    assert_eq!(calls(&e), [("memlimit", false), ("memswlimit", false), ("cpun", false), ("net_in/net_out", false), ("reapply", true)]);
     let live = e.rt.live.borrow()["web1"].clone();
     assert_eq!((live.mem, live.memsw, live.net_out), (Some(1 << 30), Some(2 << 30), Some(1 << 20)));
     assert_eq!(live.cpus, Some(IdSet::parse("1-2").unwrap()));

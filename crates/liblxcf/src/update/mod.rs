@@ -308,7 +308,12 @@ pub fn update(cfg: &Config, rt: &dyn Runtime, runner: &dyn Runner, req: &Request
         host_started: false,
         members: containers
             .iter()
-            .map(|c| Member { name: c.name.clone(), model: c.meta.model.to_string(), root: c.meta.root.clone(), was_running: c.state.is_active() })
+            .map(|c| Member {
+                name: c.name.clone(),
+                model: c.meta.model.to_string(),
+                root: c.meta.root.clone(),
+                was_running: c.state.is_active(),
+            })
             .collect(),
     };
     journal.write(&dir)?;
@@ -509,7 +514,10 @@ fn commit_member(dir: &Path, m: &Member) -> Result<()> {
         if !m.root.is_dir() {
             tracing::warn!("{}: root {} is gone; its part of the update is dropped", m.name, m.root.display());
         } else {
-            let err = |source: std::io::Error| Error::Commit { name: m.name.clone(), source: MergeError::Io { op: "open", path: m.root.clone(), source } };
+            let err = |source: std::io::Error| Error::Commit {
+                name: m.name.clone(),
+                source: MergeError::Io { op: "open", path: m.root.clone(), source },
+            };
             let src = merge::open(&up).map_err(err)?;
             let dst = merge::open(&m.root).map_err(err)?;
             let mut n = 0u64;
@@ -519,7 +527,13 @@ fn commit_member(dir: &Path, m: &Member) -> Result<()> {
             };
             let stats = merge::merge(&src, &dst, &mut Merge { kind: Kind::Overlay, dst_label: &m.root, after_entry: &mut hook })
                 .map_err(|source| Error::Commit { name: m.name.clone(), source })?;
-            tracing::info!("{}: committed ({} moved, {} removed, {} directories merged)", m.name, stats.moved, stats.removed, stats.merged_dirs);
+            tracing::info!(
+                "{}: committed ({} moved, {} removed, {} directories merged)",
+                m.name,
+                stats.moved,
+                stats.removed,
+                stats.merged_dirs
+            );
         }
     }
     if work.exists() {
@@ -535,7 +549,12 @@ fn commit_member(dir: &Path, m: &Member) -> Result<()> {
 /// connection (threads) once left a container running but unmanageable here
 /// (libvirt 9.0 lost its monitor: "End of file while reading data" in its log,
 /// `lxc-enter-namespace` failing), so starts are not overlapped.
-fn restart(cfg: &Config, rt: &dyn Runtime, j: &Journal, progress: &mut dyn FnMut(Event)) -> BTreeMap<String, std::result::Result<Instant, String>> {
+fn restart(
+    cfg: &Config,
+    rt: &dyn Runtime,
+    j: &Journal,
+    progress: &mut dyn FnMut(Event),
+) -> BTreeMap<String, std::result::Result<Instant, String>> {
     let mut out = BTreeMap::new();
     let mut names = Vec::new();
     for m in j.members.iter().filter(|m| m.was_running) {

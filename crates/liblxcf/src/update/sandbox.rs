@@ -204,8 +204,7 @@ impl Sandbox {
             .map_err(fail("mount /sys"))?;
         for (p, data) in [("run", c"mode=755"), ("tmp", c"mode=1777")] {
             let fd = mount_point(&root, p)?;
-            rustix::mount::mount(c"tmpfs", fd_link(&fd), c"tmpfs", nosuid, data)
-                .map_err(fail(format_args!("mount /{p}")))?;
+            rustix::mount::mount(c"tmpfs", fd_link(&fd), c"tmpfs", nosuid, data).map_err(fail(format_args!("mount /{p}")))?;
         }
         mount_point(&root, "proc")?;
 
@@ -284,7 +283,9 @@ fn populate_dev(root: &Root) -> Setup<()> {
             .and_then(|()| rustix::fs::chmodat(&dev, name, Mode::from_raw_mode(0o666), AtFlags::empty()))
             .map_err(fail(format_args!("create /dev/{name}")))?;
     }
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, target) in
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
         rustix::fs::symlinkat(target, &dev, name).map_err(fail(format_args!("create /dev/{name}")))?;
     }
     rustix::fs::mkdirat(&dev, "shm", Mode::from_raw_mode(0o1777))
@@ -320,8 +321,13 @@ fn bind(root: &Root, host: &Path, is_dir: bool, b: &mut Bind) -> Setup<()> {
         if !last || is_dir {
             rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)).map_err(fail(what()))?;
         } else {
-            rustix::fs::openat(&pfd, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-                .map_err(fail(what()))?;
+            rustix::fs::openat(
+                &pfd,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(fail(what()))?;
         }
         b.created.push(cur.clone());
     }

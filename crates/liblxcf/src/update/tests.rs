@@ -95,12 +95,10 @@ fn every_run_succeeds_and_everything_is_kept() {
     let r = FakeRunner::default();
     let (report, events) = run(&e, &r, None);
     assert!(report.committed, "{report:?}");
-    assert_eq!(report.targets.iter().map(|t| (t.name.as_str(), t.status)).collect::<Vec<_>>(), [
-        ("a", Status::Updated),
-        ("b", Status::Updated),
-        ("c", Status::Updated),
-        ("host", Status::Updated)
-    ]);
+    assert_eq!(
+        report.targets.iter().map(|t| (t.name.as_str(), t.status)).collect::<Vec<_>>(),
+        [("a", Status::Updated), ("b", Status::Updated), ("c", Status::Updated), ("host", Status::Updated)]
+    );
     for n in ["a", "b", "c"] {
         let root = e.cfg.root.join(n);
         assert_eq!(fs::read_to_string(root.join("etc/pkg/pkg.conf")).unwrap(), format!("conffile of {n}\n"));

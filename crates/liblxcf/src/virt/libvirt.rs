@@ -125,8 +125,7 @@ impl Runtime for Libvirt {
         self.get(name)?.undefine().map_err(op("undefine", name))?;
         // And the cgroups its init made (see cgroupfs); libvirt removes only its own.
         // A leftover is harmless (the container reuses it), so it is only reported.
-        let removed = std::fs::read_to_string("/proc/self/mountinfo")
-            .and_then(|mi| crate::cgroupfs::remove_container_cgroups(&mi, name));
+        let removed = std::fs::read_to_string("/proc/self/mountinfo").and_then(|mi| crate::cgroupfs::remove_container_cgroups(&mi, name));
         if let Err(e) = removed {
             tracing::warn!("{name}: {e}");
         }

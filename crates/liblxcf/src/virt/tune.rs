@@ -218,9 +218,9 @@ impl Libvirt {
             Setting::Mem(b) => {
                 d.set_memory_parameters(MemoryParameters { hard_limit: Some(kib(*b)), ..Default::default() }, flags).map_err(failed)
             }
-            Setting::Memsw(b) => d
-                .set_memory_parameters(MemoryParameters { swap_hard_limit: Some(kib(*b)), ..Default::default() }, flags)
-                .map_err(failed),
+            Setting::Memsw(b) => {
+                d.set_memory_parameters(MemoryParameters { swap_hard_limit: Some(kib(*b)), ..Default::default() }, flags).map_err(failed)
+            }
             Setting::Blkio(dev, t, v) => set_blkio(&d, *t, dev, v.unwrap_or(0), flags).map_err(failed),
             Setting::Cpus(c) => {
                 self.redefine(&d, name, |x| with_cpuset(x, c.as_ref()))?;

@@ -373,7 +373,9 @@ mod tests {
         let x = domain_xml(&spec(&m));
         let a = x.find("    <init>").unwrap();
         let b = x.find("  </os>").unwrap();
-        for old in ["    <init>/sbin/init</init>\n", "    <init>/bin/sh</init>\n    <initarg>-c</initarg>\n    <initarg>old</initarg>\n", ""] {
+        for old in
+            ["    <init>/sbin/init</init>\n", "    <init>/bin/sh</init>\n    <initarg>-c</initarg>\n    <initarg>old</initarg>\n", ""]
+        {
             let src = format!("{}{old}{}", &x[..a], &x[b..]);
             let d = derive(&src, "web2", uuid::Uuid::nil(), &m, 24, "192.168.125.1".parse().unwrap()).unwrap();
             assert_eq!(d, x.replace("<name>web1</name>", "<name>web2</name>"), "from {old:?}");

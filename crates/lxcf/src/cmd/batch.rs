@@ -23,8 +23,7 @@ pub struct Targets {
 impl Targets {
     /// Every name, checked before anything is done to any of them.
     pub fn names(&self) -> Result<Vec<String>, Failure> {
-        batch::targets(&self.names, self.count)
-            .map_err(|e| Failure { code: Exit::Usage, hint: e.hint(), message: e.to_string() })
+        batch::targets(&self.names, self.count).map_err(|e| Failure { code: Exit::Usage, hint: e.hint(), message: e.to_string() })
     }
 
     fn jobs(&self) -> usize {
@@ -94,8 +93,7 @@ mod tests {
     #[test]
     fn failures_are_listed_with_their_common_code() {
         let (t, names) = targets(&["a", "b", "c"]);
-        let e = run("start", &t, &names, |n| if n == "a" { Ok(()) } else { Err(fail(Exit::NotFound)) }, |_| "ok".into())
-            .unwrap_err();
+        let e = run("start", &t, &names, |n| if n == "a" { Ok(()) } else { Err(fail(Exit::NotFound)) }, |_| "ok".into()).unwrap_err();
         assert_eq!(e.code, Exit::NotFound);
         assert!(e.message.starts_with("start: 2 of 3 containers failed (") && e.message.ends_with("): b, c"), "{}", e.message);
         // Different causes: plain failure.

@@ -25,7 +25,11 @@ pub struct ManArgs {
 }
 
 pub fn man(a: ManArgs) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure { code: Exit::Failure, message: format!("cannot write man pages to {}: {e}", a.dir.display()), hint: None };
+    let fail = |e: std::io::Error| Failure {
+        code: Exit::Failure,
+        message: format!("cannot write man pages to {}: {e}", a.dir.display()),
+        hint: None,
+    };
     std::fs::create_dir_all(&a.dir).map_err(fail)?;
     let cmd = crate::Cli::command();
     clap_mangen::generate_to(cmd, &a.dir).map_err(fail)

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod clone;
 pub mod completions;
 pub mod console;
+pub mod deploy;
 pub mod erase;
 pub mod exec;
 pub mod list;
@@ -14,7 +15,6 @@ pub mod sysgen;
 pub mod sysstart;
 pub mod tune;
 pub mod update;
-pub mod deploy;
 
 use liblxcf::config::Config;
 use liblxcf::virt::libvirt::Libvirt;

@@ -10,10 +10,8 @@ fn concurrent_sysgen() {
     let Some(env) = Env::new() else { return };
     let names: Vec<String> = (0..3).map(|i| env.name(&format!("c{i}"))).collect();
     // Started together, they race for the lock, the addresses and the hosts file.
-    let spawned: Vec<_> = names
-        .iter()
-        .map(|n| Command::new(LXCF).env("LXCF_CONFIG", &env.config).args(["sysgen", n]).spawn().unwrap())
-        .collect();
+    let spawned: Vec<_> =
+        names.iter().map(|n| Command::new(LXCF).env("LXCF_CONFIG", &env.config).args(["sysgen", n]).spawn().unwrap()).collect();
     for mut c in spawned {
         assert!(c.wait().unwrap().success());
     }

@@ -77,7 +77,13 @@ fn every_kind(src: &Path) {
     sh(&format!("setfacl -m u:1234:rwx,g:5678:r {}", p("acl-file").display()));
     sh(&format!("setfacl -m u:1234:rx -d -m u:1234:rwx,g:5678:rx {}", p("acl-dir").display()));
     // Nanosecond times, directories' last (after their contents).
-    for (f, t) in [("a/file", "2001-02-03 04:05:06.123456789"), ("big", "2010-01-01 00:00:00.5"), ("a/b/c", "2002-03-04 05:06:07.987654321"), ("a/b", "2003-01-01 00:00:00.000000001"), ("a", "2004-01-01 12:00:00.4")] {
+    for (f, t) in [
+        ("a/file", "2001-02-03 04:05:06.123456789"),
+        ("big", "2010-01-01 00:00:00.5"),
+        ("a/b/c", "2002-03-04 05:06:07.987654321"),
+        ("a/b", "2003-01-01 00:00:00.000000001"),
+        ("a", "2004-01-01 12:00:00.4"),
+    ] {
         sh(&format!("touch -h -d '{t}' {}", p(f).display()));
     }
     sh(&format!("touch -h -d '2005-05-05 05:05:05.555555555' {}", p("a/abs").display()));
@@ -110,7 +116,11 @@ fn check_copy(dir: &Path) -> liblxcf::copy::Stats {
     assert!(caps.contains("cap_net_admin,cap_net_raw=ep"), "{caps}");
     assert_eq!(stats.hardlinks, 4, "{stats:?}");
     // The check itself sees a lost capability and a moved nanosecond.
-    sh(&format!("setcap -r {0} && touch -h -d '2001-02-03 04:05:06.123456788' {1}", dst.join("capped").display(), dst.join("a/file").display()));
+    sh(&format!(
+        "setcap -r {0} && touch -h -d '2001-02-03 04:05:06.123456788' {1}",
+        dst.join("capped").display(),
+        dst.join("a/file").display()
+    ));
     let diff = rsync_diff(&src, &dst);
     assert!(diff.contains("capped") && diff.contains("a/file"), "{diff}");
     stats
@@ -203,17 +213,45 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     let Some((_tmp, img, src)) = btrfs_source() else { return };
     let subvolume = |p: &Path| sh(&format!("btrfs -q subvolume create {}", p.display()));
     let p = |s: &str| src.join(s);
-    for d in ["usr/bin", "usr/other", "etc/ssh", "var/log/app", "var/log/journal/abc", "var/tmp", "var/cache/apt/archives", "var/lib/pkg", "var/lib/dbus", "var/lib/lxcf/c1", "lib64", "home/user", "root", "opt/x", "srv"] {
+    for d in [
+        "usr/bin",
+        "usr/other",
+        "etc/ssh",
+        "var/log/app",
+        "var/log/journal/abc",
+        "var/tmp",
+        "var/cache/apt/archives",
+        "var/lib/pkg",
+        "var/lib/dbus",
+        "var/lib/lxcf/c1",
+        "lib64",
+        "home/user",
+        "root",
+        "opt/x",
+        "srv",
+    ] {
         std::fs::create_dir_all(p(d)).unwrap();
     }
     every_kind(&p("usr/kinds"));
     symlink("usr/bin", p("bin")).unwrap();
     for (f, data) in [
-        ("usr/bin/prog", "#!/bin/sh\n"), ("lib64/ld.so", "ld"), ("etc/hostname", "thehost\n"), ("etc/machine-id", "0123\n"),
-        ("var/log/syslog", "host log"), ("var/log/app/app.log", "host log"), ("var/log/journal/abc/system.journal", "j"),
-        ("var/tmp/junk", "j"), ("var/cache/apt/archives/a.deb", "deb"), ("var/lib/pkg/status", "installed"),
-        ("var/lib/dbus/machine-id", "0123\n"), ("var/lib/lxcf/c1/inside", "another container"), ("home/user/file", "u"),
-        ("root/.bashrc", "# rc"), ("root/.secret", "s"), ("opt/x/y", "y"), ("usr/other/hidden", "under the mount"),
+        ("usr/bin/prog", "#!/bin/sh\n"),
+        ("lib64/ld.so", "ld"),
+        ("etc/hostname", "thehost\n"),
+        ("etc/machine-id", "0123\n"),
+        ("var/log/syslog", "host log"),
+        ("var/log/app/app.log", "host log"),
+        ("var/log/journal/abc/system.journal", "j"),
+        ("var/tmp/junk", "j"),
+        ("var/cache/apt/archives/a.deb", "deb"),
+        ("var/lib/pkg/status", "installed"),
+        ("var/lib/dbus/machine-id", "0123\n"),
+        ("var/lib/lxcf/c1/inside", "another container"),
+        ("home/user/file", "u"),
+        ("root/.bashrc", "# rc"),
+        ("root/.secret", "s"),
+        ("opt/x/y", "y"),
+        ("usr/other/hidden", "under the mount"),
     ] {
         std::fs::write(p(f), data).unwrap();
     }
@@ -228,7 +266,13 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     std::fs::write(p("var/cache/apt/sub/d/f"), "cached").unwrap();
     subvolume(&p("var/tmp/sv"));
     std::fs::write(p("var/tmp/sv/f"), "tmp").unwrap();
-    sh(&format!("touch -h -d '2003-03-03 03:03:03.3' {} {} {} {}", p("var/log").display(), p("var/lib").display(), p("var/cache/apt").display(), p("usr").display()));
+    sh(&format!(
+        "touch -h -d '2003-03-03 03:03:03.3' {} {} {} {}",
+        p("var/log").display(),
+        p("var/lib").display(),
+        p("var/cache/apt").display(),
+        p("usr").display()
+    ));
     // Another filesystem mounted inside /usr: a copy does not enter it.
     sh(&format!("mount -t tmpfs lxcf-test {}", p("usr/other").display()));
     let _tmpfs = Finally("umount", p("usr/other"));
@@ -244,7 +288,12 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     std::fs::write(p("etc/resolv.conf"), "nameserver 10.0.0.53\n").unwrap();
     // An attribute of the source's top, which a new root does not have.
     rustix::fs::setxattr(&src, "user.top", b"x", rustix::fs::XattrFlags::empty()).unwrap();
-    sh(&format!("chattr +a {} && chattr +i {} {}", p("var/log/app/app.log").display(), p("home/user/file").display(), p("etc/resolv.conf").display()));
+    sh(&format!(
+        "chattr +a {} && chattr +i {} {}",
+        p("var/log/app/app.log").display(),
+        p("home/user/file").display(),
+        p("etc/resolv.conf").display()
+    ));
     let ctl = Default::default();
     let snap = img.mnt.join("snap");
     let built = rootfs::create(Model::Separate, &src, &snap, &[&skip], &ctl).expect("build from a snapshot");
@@ -258,7 +307,8 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
 
     // What neither copies: made anew in both, at another time.
     for d in [&snap, &copy] {
-        let made: Vec<_> = ENTRIES.iter().filter(|e| !matches!(e.separate, Action::Copy | Action::Mirror)).map(|e| d.join(e.path)).collect();
+        let made: Vec<_> =
+            ENTRIES.iter().filter(|e| !matches!(e.separate, Action::Copy | Action::Mirror)).map(|e| d.join(e.path)).collect();
         run(Command::new("touch").args(["-h", "-d", "2000-01-01"]).arg(d).args(made)).ok("touch");
     }
     assert_eq!(rsync_diff(&copy, &snap), "", "rsync sees differences");
@@ -297,7 +347,12 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     let built = rootfs::create(Model::Separate, &plain, &img.mnt.join("again"), &[&skip], &ctl).expect("plain source");
     assert!(!built.snapshot && built.stats.files == 1, "{built:?}");
     drop((_tmpfs, _bind));
-    sh(&format!("chattr -a -i {} {} {}", p("var/log/app/app.log").display(), p("home/user/file").display(), p("etc/resolv.conf").display()));
+    sh(&format!(
+        "chattr -a -i {} {} {}",
+        p("var/log/app/app.log").display(),
+        p("home/user/file").display(),
+        p("etc/resolv.conf").display()
+    ));
     for d in ["snap", "joint", "again"] {
         liblxcf::storage::remove_root(&img.mnt.join(d)).unwrap();
     }

@@ -128,4 +128,3 @@ fn exec_console_and_live_list() {
     assert_eq!(env.lxcf(&["exec", &env.name("nosuch"), "true"]).code, 3);
     env.lxcf(&["erase", &c]).ok("erase");
 }
-

@@ -89,7 +89,12 @@ fn bad_batches_change_nothing() {
     for args in cases {
         let o = env.lxcf(args);
         assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
-        assert_eq!(o.stderr.lines().filter(|l| l.starts_with("lxcf: error:") || l.starts_with("error:")).count(), 1, "{args:?}: {}", o.stderr);
+        assert_eq!(
+            o.stderr.lines().filter(|l| l.starts_with("lxcf: error:") || l.starts_with("error:")).count(),
+            1,
+            "{args:?}: {}",
+            o.stderr
+        );
         assert_eq!(env.snapshot(), before, "{args:?} changed something");
     }
     assert!(env.lxcf(&["sysgen", "-n", "0", "m"]).stderr.contains("-n 0 is out of range: it takes 1 to 9999"));

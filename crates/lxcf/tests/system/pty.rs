@@ -29,9 +29,7 @@ impl Pty {
         let slave = File::options().read(true).write(true).open(name.to_str().unwrap()).unwrap();
         let size = rustix::termios::Winsize { ws_row: 40, ws_col: 132, ws_xpixel: 0, ws_ypixel: 0 };
         rustix::termios::tcsetwinsize(&slave, size).unwrap();
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap())).stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave));
         // SAFETY: only system calls between fork and exec: a new session whose
         // controlling terminal is the pty on stdin.
         unsafe {

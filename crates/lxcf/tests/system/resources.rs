@@ -251,7 +251,8 @@ fn every_setting_live_kept_and_removed() {
     assert_eq!(cg.num("cpu", "cpu.cfs_quota_us"), -1);
     assert_eq!(cg.read("cpuset", "cpuset.cpus"), online);
     // No memlimit: libvirt-LXC sets <memory>, which lxcf makes the host's total.
-    let host_kib: i128 = std::fs::read_to_string("/proc/meminfo").unwrap().lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let host_kib: i128 =
+        std::fs::read_to_string("/proc/meminfo").unwrap().lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(cg.num("memory", "memory.limit_in_bytes") >= host_kib * 1024);
     for (f, _) in throttles {
         assert_eq!(cg.read("blkio", f), "", "{f} after restart");
@@ -332,7 +333,15 @@ fn bad_resource_input_changes_nothing() {
     }
     let v: serde_json::Value = serde_json::from_str(&show_json(&env, &c)).unwrap();
     let get = |s: &str| v["settings"].as_array().unwrap().iter().find(|r| r["setting"] == s).unwrap().clone();
-    for (s, want) in [("cpun", serde_json::json!("0")), ("numa", "0".into()), ("cpurate", 40.into()), ("memlimit", (768u64 << 20).into()), ("net_in", (2u64 << 20).into()), ("net_out", (1u64 << 20).into()), ("blkio_w", (1u64 << 20).into())] {
+    for (s, want) in [
+        ("cpun", serde_json::json!("0")),
+        ("numa", "0".into()),
+        ("cpurate", 40.into()),
+        ("memlimit", (768u64 << 20).into()),
+        ("net_in", (2u64 << 20).into()),
+        ("net_out", (1u64 << 20).into()),
+        ("blkio_w", (1u64 << 20).into()),
+    ] {
         assert_eq!((&get(s)["configured"], &get(s)["effective"]), (&want, &want), "{s}: {v}");
     }
     env.lxcf(&["erase", &c]).ok("erase");
@@ -373,8 +382,7 @@ fn transfer(env: &Env, name: &str, inbound: bool, bytes: usize) -> f64 {
     let port = l.local_addr().unwrap().port();
     let peer = timed_peer(l, if inbound { bytes } else { 0 });
     let dest = format!("/dev/tcp/{}/{port}", env.gateway);
-    let script =
-        if inbound { format!("cat <{dest} >/dev/null") } else { format!("head -c {bytes} /dev/zero >{dest}") };
+    let script = if inbound { format!("cat <{dest} >/dev/null") } else { format!("head -c {bytes} /dev/zero >{dest}") };
     env.exec(name, &["/bin/bash", "-c", &script]).ok("transfer");
     let (n, took) = peer.join().unwrap();
     assert_eq!(n, bytes);

@@ -19,10 +19,7 @@ fn separate_container_has_a_private_usr() {
     // A copy: other inode, same content; writable inside without touching the host.
     let ino = std::fs::metadata("/usr/bin/env").unwrap().ino().to_string();
     assert_ne!(env.exec(&c, &["/usr/bin/stat", "-c", "%i", "/usr/bin/env"]).ok("stat").stdout.trim(), ino);
-    assert_eq!(
-        std::fs::read(env.root.join(&c).join("usr/bin/env")).unwrap(),
-        std::fs::read("/usr/bin/env").unwrap()
-    );
+    assert_eq!(std::fs::read(env.root.join(&c).join("usr/bin/env")).unwrap(), std::fs::read("/usr/bin/env").unwrap());
     env.exec(&c, &["/usr/bin/touch", "/usr/lxcf-test-marker"]).ok("touch /usr inside");
     assert!(env.root.join(&c).join("usr/lxcf-test-marker").exists());
     assert!(!std::path::Path::new("/usr/lxcf-test-marker").exists());

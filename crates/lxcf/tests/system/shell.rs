@@ -15,9 +15,8 @@ const T: Duration = Duration::from_secs(30);
 fn shell_on_a_terminal() {
     let Some(env) = Env::new() else { return };
     let home = tempfile::tempdir().unwrap();
-    let mut t = Pty::spawn(
-        Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("HOME", home.path()).env("TERM", "xterm").env_remove("LXCF_LOG"),
-    );
+    let mut t =
+        Pty::spawn(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("HOME", home.path()).env("TERM", "xterm").env_remove("LXCF_LOG"));
     t.expect(PROMPT, T);
     // Each step waits for the command's output, then for the next prompt: rustyline
     // redraws the prompt while a line is edited (completion), so a prompt alone

@@ -71,7 +71,9 @@ pub fn deb(dir: &Path, name: &str, extra: &str) -> PathBuf {
     }
     std::fs::write(
         p.join("DEBIAN/control"),
-        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: lxcf tests <root@localhost>\nDescription: lxcf test package\n"),
+        format!(
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: lxcf tests <root@localhost>\nDescription: lxcf test package\n"
+        ),
     )
     .unwrap();
     std::fs::write(p.join("DEBIAN/conffiles"), format!("/etc/{name}.conf\n")).unwrap();
@@ -221,7 +223,8 @@ fn failing_postinst_in_one_container_changes_nothing() {
         env.lxcf(&["stop", n]).ok("stop");
     }
     let second = &names[1];
-    let package = deb(env.dir.path(), pkg, &format!("if [ \"$(hostname)\" = {second} ]; then echo \"refusing on $(hostname)\" >&2; exit 1; fi"));
+    let package =
+        deb(env.dir.path(), pkg, &format!("if [ \"$(hostname)\" = {second} ]; then echo \"refusing on $(hostname)\" >&2; exit 1; fi"));
     let before: Vec<_> = names[..2].iter().map(|n| etc_var(&env, n)).collect();
     let host_status = std::fs::read("/var/lib/dpkg/status").unwrap();
 
@@ -241,7 +244,11 @@ fn failing_postinst_in_one_container_changes_nothing() {
     // Without --json: the failing container's output under its line.
     let o = env.lxcf(&["update", "dpkg", "-i", package.to_str().unwrap()]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains(&format!("{second}: FAILED (exit status 1")) && o.stderr.contains(&format!("  | refusing on {second}")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("{second}: FAILED (exit status 1")) && o.stderr.contains(&format!("  | refusing on {second}")),
+        "{}",
+        o.stderr
+    );
 
     // Byte for byte as before: package database, /etc and /var of the stopped ones.
     let after: Vec<_> = names[..2].iter().map(|n| etc_var(&env, n)).collect();
@@ -268,7 +275,12 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
     let [a, b]: [String; 2] = containers(&env, "k", 2).try_into().unwrap();
     let package = deb(env.dir.path(), pkg, "");
     let crash = |step: &str| {
-        run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", step).args(["update", "dpkg", "-i", package.to_str().unwrap()]))
+        run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", step).args([
+            "update",
+            "dpkg",
+            "-i",
+            package.to_str().unwrap(),
+        ]))
     };
     let journal = env.root.join(".lxcf/update/journal.json");
 
@@ -290,7 +302,10 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
     let o = crash(&format!("commit:{b}:2"));
     assert_eq!(o.code, -1, "{}", o.stderr);
     assert!(installed(Some(&env.root.join(&a)), pkg), "the first was committed before the kill");
-    assert!(!installed(Some(&env.root.join(&b)), pkg) || !env.root.join(&b).join("etc/lxcf-test-crash.conf").exists(), "the second only partly");
+    assert!(
+        !installed(Some(&env.root.join(&b)), pkg) || !env.root.join(&b).join("etc/lxcf-test-crash.conf").exists(),
+        "the second only partly"
+    );
     let o = env.lxcf(&["list"]).ok("list");
     assert!(o.stderr.contains("was finished: committed in"), "{}", o.stderr);
     for n in [&a, &b] {
