@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use liblxcf::copy::Control;
-use liblxcf::layout::{Action, Model, ENTRIES};
+use liblxcf::rootfs::copy::Control;
+use liblxcf::rootfs::layout::{Action, Model, ENTRIES};
 
 /// CPU time (user + system) used so far by this process (`who` = RUSAGE_SELF, all
 /// threads) or by its waited-for children (RUSAGE_CHILDREN).
@@ -144,7 +144,7 @@ impl Bench {
 }
 
 fn remove(p: &Path) {
-    liblxcf::storage::remove_root(p).expect("remove copy");
+    liblxcf::rootfs::storage::remove_root(p).expect("remove copy");
 }
 
 fn drop_caches() {
@@ -157,7 +157,7 @@ fn main() {
     let mut reps = 3usize;
     let mut fs = "host".to_string();
     let mut work: Option<PathBuf> = None;
-    let mut workers = liblxcf::copy::default_workers();
+    let mut workers = liblxcf::rootfs::copy::default_workers();
     let mut source = PathBuf::from("/");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
-use crate::layout::Model;
+use crate::rootfs::layout::Model;
 
 /// Where the configuration is read from unless `--config` or `LXCF_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/lxcf/lxcf.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("config {path}, line {line}: {msg}")]
     Syntax { path: PathBuf, line: usize, msg: String },
@@ -101,11 +101,11 @@ impl Config {
                 let value = value.trim();
                 match (section.to_ascii_lowercase().as_str(), key.to_ascii_lowercase().as_str()) {
                     ("model", "model") => {
-                        cfg.model = value.parse().map_err(|e: String| bad(e))?;
+                        cfg.model = value.parse().map_err(|e: crate::rootfs::layout::UnknownModel| bad(e.to_string()))?;
                     }
-                    ("paths", "root") => cfg.root = absolute(value).map_err(bad)?,
-                    ("paths", "source") => cfg.source = absolute(value).map_err(bad)?,
-                    ("paths", "hosts") => cfg.hosts = absolute(value).map_err(bad)?,
+                    ("paths", "root") => cfg.root = absolute(value, &bad)?,
+                    ("paths", "source") => cfg.source = absolute(value, &bad)?,
+                    ("paths", "hosts") => cfg.hosts = absolute(value, &bad)?,
                     ("libvirt", "uri") => {
                         if value.is_empty() {
                             return Err(bad("uri must not be empty".into()));
@@ -117,7 +117,7 @@ impl Config {
                         cfg.network.name = value.to_string();
                     }
                     ("network", "bridge") => {
-                        validate_bridge(value).map_err(bad)?;
+                        validate_bridge(value, &bad)?;
                         cfg.network.bridge = value.to_string();
                     }
                     ("network", "subnet") => {
@@ -171,24 +171,27 @@ fn first_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + 1)
 }
 
-fn absolute(value: &str) -> Result<PathBuf, String> {
+/// An error about the current line of the file, from its message.
+type Bad<'a> = &'a dyn Fn(String) -> ConfigError;
+
+fn absolute(value: &str, bad: Bad) -> Result<PathBuf, ConfigError> {
     let p = PathBuf::from(value);
     if !p.is_absolute() {
-        return Err(format!("`{value}` must be an absolute path"));
+        return Err(bad(format!("`{value}` must be an absolute path")));
     }
     if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("`{value}` must not contain `..`"));
+        return Err(bad(format!("`{value}` must not contain `..`")));
     }
     Ok(p)
 }
 
 /// Linux interface names: 1..15 bytes, no `/`, no whitespace, not `.` or `..`.
-fn validate_bridge(value: &str) -> Result<(), String> {
+fn validate_bridge(value: &str, bad: Bad) -> Result<(), ConfigError> {
     if value.is_empty() || value.len() > 15 {
-        return Err(format!("bridge `{value}` must be 1 to 15 characters (a Linux interface name)"));
+        return Err(bad(format!("bridge `{value}` must be 1 to 15 characters (a Linux interface name)")));
     }
     if value == "." || value == ".." || value.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || !c.is_ascii()) {
-        return Err(format!("bridge `{value}` is not a valid interface name"));
+        return Err(bad(format!("bridge `{value}` is not a valid interface name")));
     }
     Ok(())
 }

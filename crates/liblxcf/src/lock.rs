@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::FlockOperation;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot lock {}: {source}", path.display())]
+#[error("cannot lock {}", path.display())]
 pub struct LockError {
     pub path: PathBuf,
     pub source: std::io::Error,

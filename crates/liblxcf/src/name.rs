@@ -15,6 +15,67 @@ pub enum NameError {
     BadEnd(String),
 }
 
+/// A container name that passed [`validate`]: made once where a name enters lxcf
+/// (the command line, the API), so that nothing further in needs to check it again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub fn new(name: impl Into<String>) -> Result<Name, NameError> {
+        let name = name.into();
+        validate(&name)?;
+        Ok(Name(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Name {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Name, NameError> {
+        Name::new(s)
+    }
+}
+
 /// Longest DNS label (RFC 1123); also well under libvirt's and the filesystem's limits.
 pub const MAX_LEN: usize = 63;
 

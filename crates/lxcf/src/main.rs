@@ -9,6 +9,7 @@ use liblxcf::resources::Throttle;
 
 mod cmd;
 mod exit;
+mod progress;
 mod shell;
 
 use exit::Exit;
@@ -34,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create containers from the host and start them (-n 15 m: m0001 to m0015).
-    Sysgen(cmd::sysgen::Args),
+    Sysgen(Box<cmd::sysgen::Args>),
     /// Stop containers and remove them: domain, root directory, hosts line.
     Erase(cmd::erase::Args),
     /// Start stopped containers.
@@ -150,36 +151,32 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         _ => {}
     }
     require_root()?;
-    let cfg = liblxcf::config::Config::load(config).map_err(exit::Failure::config)?;
-    // An interrupted `lxcf update` is finished or rolled back before anything else.
-    // Update and deploy lock for themselves; exec and console may last a whole
-    // session and change nothing of lxcf's, so they do not hold updates back.
-    let unlocked = matches!(command, Command::Update(_) | Command::Deploy(_) | Command::Exec(_) | Command::Console(_));
-    let _update_lock = cmd::update::before(&cfg, unlocked)?;
+    let ctx = cmd::Ctx { cfg: liblxcf::Config::load(config)? };
+    let ctx = &ctx;
     let done = match command {
-        Command::Sysgen(a) => cmd::sysgen::run(&cfg, a),
-        Command::Erase(a) => cmd::erase::run(&cfg, a),
-        Command::Start(a) => cmd::start::run(&cfg, a),
-        Command::Stop(a) => cmd::stop::run(&cfg, a),
-        Command::Sysstart(a) => cmd::sysstart::run(&cfg, a),
-        Command::List(a) => cmd::list::run(&cfg, a),
-        Command::Clone(a) => cmd::clone::run(&cfg, a),
-        Command::Cpun(a) => cmd::tune::cpun(&cfg, a),
-        Command::Cpurate(a) => cmd::tune::cpurate(&cfg, a),
-        Command::Numa(a) => cmd::tune::numa(&cfg, a),
-        Command::Memlimit(a) => cmd::tune::memlimit(&cfg, a),
-        Command::Memswlimit(a) => cmd::tune::memswlimit(&cfg, a),
-        Command::BlkioR(a) => cmd::tune::blkio(&cfg, Throttle::ReadBps, a),
-        Command::BlkioW(a) => cmd::tune::blkio(&cfg, Throttle::WriteBps, a),
-        Command::BlkioopsR(a) => cmd::tune::blkioops(&cfg, Throttle::ReadIops, a),
-        Command::BlkioopsW(a) => cmd::tune::blkioops(&cfg, Throttle::WriteIops, a),
-        Command::NetIn(a) => cmd::tune::net_in(&cfg, a),
-        Command::NetOut(a) => cmd::tune::net_out(&cfg, a),
-        Command::Show(a) => cmd::show::run(&cfg, a),
-        Command::Update(a) => cmd::update::run(&cfg, a),
-        Command::Deploy(a) => cmd::deploy::run(&cfg, a),
-        Command::Exec(a) => return cmd::exec::run(&cfg, a),
-        Command::Console(a) => return cmd::console::run(&cfg, a),
+        Command::Sysgen(a) => cmd::sysgen::run(ctx, *a),
+        Command::Erase(a) => cmd::erase::run(ctx, a),
+        Command::Start(a) => cmd::start::run(ctx, a),
+        Command::Stop(a) => cmd::stop::run(ctx, a),
+        Command::Sysstart(a) => cmd::sysstart::run(ctx, a),
+        Command::List(a) => cmd::list::run(ctx, a),
+        Command::Clone(a) => cmd::clone::run(ctx, a),
+        Command::Cpun(a) => cmd::tune::cpun(ctx, a),
+        Command::Cpurate(a) => cmd::tune::cpurate(ctx, a),
+        Command::Numa(a) => cmd::tune::numa(ctx, a),
+        Command::Memlimit(a) => cmd::tune::memlimit(ctx, a),
+        Command::Memswlimit(a) => cmd::tune::memswlimit(ctx, a),
+        Command::BlkioR(a) => cmd::tune::blkio(ctx, Throttle::ReadBps, a),
+        Command::BlkioW(a) => cmd::tune::blkio(ctx, Throttle::WriteBps, a),
+        Command::BlkioopsR(a) => cmd::tune::blkioops(ctx, Throttle::ReadIops, a),
+        Command::BlkioopsW(a) => cmd::tune::blkioops(ctx, Throttle::WriteIops, a),
+        Command::NetIn(a) => cmd::tune::net_in(ctx, a),
+        Command::NetOut(a) => cmd::tune::net_out(ctx, a),
+        Command::Show(a) => cmd::show::run(ctx, a),
+        Command::Update(a) => cmd::update::run(ctx, a),
+        Command::Deploy(a) => cmd::deploy::run(ctx, a),
+        Command::Exec(a) => return cmd::exec::run(ctx, a),
+        Command::Console(a) => return cmd::console::run(ctx, a),
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     };
     done.map(|()| 0)

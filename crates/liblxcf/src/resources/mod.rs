@@ -12,17 +12,16 @@
 //!   `CFS_PERIOD_US × online CPUs × P / 100` µs per `CFS_PERIOD_US`; exact, as the
 //!   period is a multiple of 100. 100 means no quota.
 //!
-//! Which way each setting reaches the kernel is decided in `virt::tune`; the cgroup
-//! files are read and, where libvirt cannot change a setting live, written in
-//! [`cgroup`]; network rates are shaped by [`netshape`].
+//! Pure computation: what the host has comes from [`crate::host::Host`], and
+//! which way each setting reaches the kernel is the runtime's business
+//! (`runtime::libvirt::tune`) or, where it cannot, the host's (`host::cgroup`,
+//! `host::netshape`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub mod blockdev;
-pub mod cgroup;
-pub mod netshape;
+use crate::host::{Host, HostError};
 
 /// The CFS period lxcf uses: the kernel's default, 100 ms.
 pub const CFS_PERIOD_US: u64 = 100_000;
@@ -51,10 +50,10 @@ pub enum ResourceError {
     MemswNeedsMem { memsw: u64 },
     #[error("{} is not on a block device", path.display())]
     NotBlock { path: PathBuf },
-    #[error("cannot find {}: {source}", path.display())]
+    #[error("cannot find {}", path.display())]
     NoPath { path: PathBuf, source: std::io::Error },
-    #[error("cannot {op} {}: {source}", path.display())]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Host(#[from] HostError),
 }
 
 impl ResourceError {
@@ -70,13 +69,13 @@ impl ResourceError {
                 "give the block device itself (like /dev/sda), or a path on a disk filesystem (not tmpfs, overlay or btrfs)".into()
             }
             ResourceError::NoPath { .. } => "give an existing block device or a path on one".into(),
-            ResourceError::Io { .. } => return None,
+            ResourceError::Host(_) => return None,
         })
     }
 
     /// The user's input is wrong (as opposed to the host failing us).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, ResourceError::Io { .. })
+        !matches!(self, ResourceError::Host(_))
     }
 }
 
@@ -94,6 +93,34 @@ fn invalid(what: &'static str, value: &str, why: impl Into<String>) -> ResourceE
     ResourceError::Invalid { what, value: value.into(), why: why.into() }
 }
 
+/// Why a CPU or node list is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("`{0}` lacks a number")]
+    NoNumber(String),
+    #[error("`{0}` is not a number")]
+    NotNumber(String),
+    #[error("{0} is too large")]
+    TooLarge(String),
+    #[error("range {0} runs backwards")]
+    Backwards(String),
+}
+
+/// Why a size or rate is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BytesError {
+    #[error("negative")]
+    Negative,
+    #[error("not a number (use digits with an optional K, M, G or T)")]
+    NotNumber,
+    #[error("too many decimal places")]
+    TooManyDecimals,
+    #[error("not a whole number of bytes")]
+    NotWhole,
+    #[error("too large")]
+    TooLarge,
+}
+
 /// A set of CPU or NUMA node numbers, written like `0-3,6`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdSet(BTreeSet<u32>);
@@ -101,23 +128,23 @@ pub struct IdSet(BTreeSet<u32>);
 impl IdSet {
     /// The kernel's list format (`0-3,6`), as in cpuset.cpus and /sys. Empty text is
     /// the empty set (an empty cpuset file).
-    pub fn parse(s: &str) -> Result<IdSet, String> {
+    pub fn parse(s: &str) -> Result<IdSet, ListError> {
         let mut set = BTreeSet::new();
         let s = s.trim();
         if s.is_empty() {
             return Ok(IdSet(set));
         }
         for item in s.split(',') {
-            let num = |t: &str| -> Result<u32, String> {
+            let num = |t: &str| -> Result<u32, ListError> {
                 if t.is_empty() {
-                    return Err(format!("`{item}` lacks a number"));
+                    return Err(ListError::NoNumber(item.into()));
                 }
                 if !t.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!("`{t}` is not a number"));
+                    return Err(ListError::NotNumber(t.into()));
                 }
                 match t.parse::<u32>() {
                     Ok(n) if n <= MAX_ID => Ok(n),
-                    _ => Err(format!("{t} is too large")),
+                    _ => Err(ListError::TooLarge(t.into())),
                 }
             };
             let (a, b) = match item.split_once('-') {
@@ -125,7 +152,7 @@ impl IdSet {
                 None => (num(item)?, num(item)?),
             };
             if a > b {
-                return Err(format!("range {item} runs backwards"));
+                return Err(ListError::Backwards(item.into()));
             }
             set.extend(a..=b);
         }
@@ -350,14 +377,47 @@ impl Settings {
     }
 }
 
-/// The limits in effect on a running container, read back from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective {
-    pub cgroup: cgroup::Version,
-    pub kernel: cgroup::Kernel,
-    /// The tbf rates (bytes/s) on the host end of the veth and on eth0 inside.
-    pub net_in: Option<u64>,
-    pub net_out: Option<u64>,
+impl Settings {
+    /// The changes that make these settings `want`, in an order libvirt and the
+    /// kernel accept (memory stays at or below memory+swap after each step).
+    pub fn changes_to(&self, want: &Settings) -> Vec<Setting> {
+        let mut out = Vec::new();
+        if self.cpus != want.cpus {
+            out.push(Setting::Cpus(want.cpus.clone()));
+        }
+        if self.cpu_quota != want.cpu_quota {
+            out.push(Setting::CpuQuota(want.cpu_quota));
+        }
+        if self.nodes != want.nodes {
+            out.push(Setting::Nodes(want.nodes.clone()));
+        }
+        let mem = (self.mem != want.mem).then_some(Setting::Mem(want.mem));
+        let memsw = (self.memsw != want.memsw).then_some(Setting::Memsw(want.memsw));
+        // Memory first if it fits under the old memory+swap (no limit is infinite).
+        let mem_first = match (want.mem, self.memsw) {
+            (Some(m), Some(old)) => m <= old,
+            _ => true,
+        };
+        if mem_first {
+            out.extend(mem.into_iter().chain(memsw));
+        } else {
+            out.extend(memsw.into_iter().chain(mem));
+        }
+        for ((dev, t), v) in &want.blkio {
+            if self.blkio.get(&(dev.clone(), *t)) != Some(v) {
+                out.push(Setting::Blkio(dev.clone(), *t, Some(*v)));
+            }
+        }
+        for (dev, t) in self.blkio.keys() {
+            if !want.blkio.contains_key(&(dev.clone(), *t)) {
+                out.push(Setting::Blkio(dev.clone(), *t, None));
+            }
+        }
+        if (self.net_in, self.net_out) != (want.net_in, want.net_out) {
+            out.push(Setting::Net { inbound: want.net_in, outbound: want.net_out });
+        }
+        out
+    }
 }
 
 /// What a user asked for, as typed: one per command, or per `sysgen` option.
@@ -386,61 +446,13 @@ impl Request {
     }
 }
 
-/// What the checks need to know about the host.
-pub trait Host {
-    /// The online CPUs.
-    fn cpus(&self) -> Result<IdSet, ResourceError>;
-    /// The NUMA nodes that have memory.
-    fn nodes(&self) -> Result<IdSet, ResourceError>;
-    /// The whole-disk block device (`/dev/...`) that `path` is, or lies on.
-    fn disk(&self, path: &Path) -> Result<PathBuf, ResourceError>;
-}
-
-/// The machine lxcf runs on, through /sys and /dev.
-pub struct System;
-
-impl System {
-    fn list(path: &str) -> Result<Option<IdSet>, ResourceError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => IdSet::parse(&t).map(Some).map_err(|why| ResourceError::Io {
-                op: "parse",
-                path: path.into(),
-                source: std::io::Error::other(why),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ResourceError::Io { op: "read", path: path.into(), source }),
-        }
-    }
-}
-
-impl Host for System {
-    fn cpus(&self) -> Result<IdSet, ResourceError> {
-        Ok(System::list("/sys/devices/system/cpu/online")?.unwrap_or_else(|| IdSet::from_iter([0])))
-    }
-
-    fn nodes(&self) -> Result<IdSet, ResourceError> {
-        // has_memory: cpuset.mems only takes nodes with memory. A kernel without NUMA
-        // support has no node directory and one node, 0.
-        for f in ["/sys/devices/system/node/has_memory", "/sys/devices/system/node/online"] {
-            if let Some(s) = System::list(f)? {
-                return Ok(s);
-            }
-        }
-        Ok(IdSet::from_iter([0]))
-    }
-
-    fn disk(&self, path: &Path) -> Result<PathBuf, ResourceError> {
-        blockdev::disk_of(path, Path::new("/sys"), Path::new("/dev"))
-    }
-}
-
 /// Parses a size or byte rate: digits, an optional decimal fraction, an optional
 /// K/M/G/T (powers of 1024). The result must be a whole number of bytes and fit in
 /// 64 bits. Zero is returned as such; callers decide what it means.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, BytesError> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err("negative".into());
+        return Err(BytesError::Negative);
     }
     let (num, shift) = match t.as_bytes().last().map(|b| b.to_ascii_uppercase()) {
         Some(b'K') => (&t[..t.len() - 1], 10),
@@ -452,27 +464,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty()) {
-        return Err("not a number (use digits with an optional K, M, G or T)".into());
+        return Err(BytesError::NotNumber);
     }
     if frac.len() > 12 {
-        return Err("too many decimal places".into());
+        return Err(BytesError::TooManyDecimals);
     }
     // value = (int + frac / 10^d) × 2^shift, computed exactly in 128 bits.
     let scale = 10u128.pow(frac.len() as u32);
-    let int: u128 = int.parse().map_err(|_| "too large".to_string())?;
+    let int: u128 = int.parse().map_err(|_| BytesError::TooLarge)?;
     let frac: u128 = if frac.is_empty() { 0 } else { frac.parse().expect("digits") };
     let scaled = int.checked_mul(scale).and_then(|v| v.checked_add(frac)).and_then(|v| v.checked_mul(1u128 << shift));
-    let scaled = scaled.ok_or("too large")?;
+    let scaled = scaled.ok_or(BytesError::TooLarge)?;
     if scaled % scale != 0 {
-        return Err("not a whole number of bytes".into());
+        return Err(BytesError::NotWhole);
     }
-    u64::try_from(scaled / scale).map_err(|_| "too large".into())
+    u64::try_from(scaled / scale).map_err(|_| BytesError::TooLarge)
 }
 
 /// The shortest exact way to write `bytes` with the units [`parse_bytes`] reads.
 pub fn fmt_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -501,7 +513,7 @@ fn parse_ids(what: &'static str, v: &str) -> Result<Option<IdSet>, ResourceError
     if is_unlimited(t) || t.eq_ignore_ascii_case("all") {
         return Ok(None);
     }
-    let set = IdSet::parse(t).map_err(|why| invalid(what, v, why))?;
+    let set = IdSet::parse(t).map_err(|why| invalid(what, v, why.to_string()))?;
     if set.is_empty() {
         return Err(invalid(what, v, "empty list"));
     }
@@ -529,7 +541,7 @@ fn parse_memory(what: &'static str, v: &str) -> Result<Option<u64>, ResourceErro
     if is_unlimited(v) {
         return Ok(None);
     }
-    let b = parse_bytes(v).map_err(|why| invalid(what, v, why))?;
+    let b = parse_bytes(v).map_err(|why| invalid(what, v, why.to_string()))?;
     if b == 0 {
         return Err(invalid(what, v, "zero (use `unlimited` to remove the limit)"));
     }
@@ -558,7 +570,7 @@ fn parse_rate(what: &'static str, v: &str, iops: bool) -> Result<Option<u64>, Re
         }
         t.parse::<u64>().map_err(|_| invalid(what, v, "too large"))?
     } else {
-        parse_bytes(v).map_err(|why| invalid(what, v, why))?
+        parse_bytes(v).map_err(|why| invalid(what, v, why.to_string()))?
     };
     // The kernel's throttles are 64-bit, but libvirt reads them back as signed
     // (`long long`); tc's rate64 is 64-bit. Stay within both.
@@ -576,19 +588,21 @@ pub fn plan(reqs: &[Request], current: &Settings, host: &dyn Host) -> Result<Vec
     let mut net: Option<(Option<u64>, Option<u64>)> = None;
     for r in reqs {
         let s = match r {
-            Request::Cpun(v) => Setting::Cpus(ids_within("cpun", v, || host.cpus(), |cpu, online| ResourceError::NoCpu { cpu, online })?),
+            Request::Cpun(v) => {
+                Setting::Cpus(ids_within("cpun", v, || Ok(host.cpus()?), |cpu, online| ResourceError::NoCpu { cpu, online })?)
+            }
             Request::Cpurate(v) => {
                 let cpus = host.cpus()?.len() as u64;
                 Setting::CpuQuota(parse_percent(v)?.and_then(|p| CpuQuota::from_percent(p, cpus)))
             }
             Request::Numa(v) => {
-                Setting::Nodes(ids_within("numa", v, || host.nodes(), |node, nodes| ResourceError::NoNode { node, nodes })?)
+                Setting::Nodes(ids_within("numa", v, || Ok(host.nodes()?), |node, nodes| ResourceError::NoNode { node, nodes })?)
             }
             Request::Memlimit(v) => Setting::Mem(parse_memory("memlimit", v)?),
             Request::Memswlimit(v) => Setting::Memsw(parse_memory("memswlimit", v)?),
             Request::Blkio(t, dev, v) => {
                 let rate = parse_rate(t.command(), v, t.is_iops())?;
-                Setting::Blkio(host.disk(dev)?, *t, rate)
+                Setting::Blkio(host.disk_of(dev)?, *t, rate)
             }
             Request::NetIn(v) | Request::NetOut(v) => {
                 let what = if matches!(r, Request::NetIn(_)) { "net_in" } else { "net_out" };

@@ -2,24 +2,9 @@
 
 use super::*;
 
-/// A host with CPUs 0-3, NUMA nodes 0-1 and one disk, /dev/sda.
-pub(crate) struct FakeHost;
-
-impl Host for FakeHost {
-    fn cpus(&self) -> Result<IdSet, ResourceError> {
-        Ok(IdSet::parse("0-3").unwrap())
-    }
-
-    fn nodes(&self) -> Result<IdSet, ResourceError> {
-        Ok(IdSet::parse("0-1").unwrap())
-    }
-
-    fn disk(&self, path: &Path) -> Result<PathBuf, ResourceError> {
-        if path.starts_with("/proc") {
-            return Err(ResourceError::NotBlock { path: path.into() });
-        }
-        Ok("/dev/sda".into())
-    }
+/// The fake machine's host: CPUs 0-3, NUMA nodes 0-1, one disk, /dev/sda.
+fn host() -> crate::fake::Fake {
+    crate::fake::Fake::default()
 }
 
 #[test]
@@ -58,7 +43,7 @@ fn sizes_are_exact_powers_of_1024() {
         ("99999999999999999999999999999999999999999", "too large"),
     ];
     for (s, why) in bad {
-        let e = parse_bytes(s).unwrap_err();
+        let e = parse_bytes(s).unwrap_err().to_string();
         assert!(e.contains(why), "{s}: {e}");
     }
 }
@@ -98,7 +83,7 @@ fn cpurate_is_quota_over_period_times_online_cpus() {
 }
 
 fn plan1(r: Request) -> Result<Vec<Setting>, ResourceError> {
-    plan(&[r], &Settings::default(), &FakeHost)
+    plan(&[r], &Settings::default(), &host())
 }
 
 #[test]
@@ -170,7 +155,7 @@ fn bad_input_is_refused_with_its_reason() {
 #[test]
 fn one_bad_request_refuses_them_all() {
     let reqs = [Request::Memlimit("1G".into()), Request::Cpurate("30".into()), Request::Cpun("7".into())];
-    assert!(matches!(plan(&reqs, &Settings::default(), &FakeHost), Err(ResourceError::NoCpu { cpu: 7, .. })));
+    assert!(matches!(plan(&reqs, &Settings::default(), &host()), Err(ResourceError::NoCpu { cpu: 7, .. })));
 }
 
 #[test]
@@ -179,28 +164,28 @@ fn memory_and_swap_stay_ordered() {
     let with = |mem, memsw| Settings { mem, memsw, ..Settings::default() };
     let g = |n: u64| n << 30;
     // memswlimit alone, or below memlimit, is refused.
-    assert!(matches!(plan(&[Request::Memswlimit("2G".into())], &none, &FakeHost), Err(ResourceError::MemswWithoutMem)));
-    let e = plan(&[Request::Memswlimit("1G".into())], &with(Some(g(2)), None), &FakeHost).unwrap_err();
+    assert!(matches!(plan(&[Request::Memswlimit("2G".into())], &none, &host()), Err(ResourceError::MemswWithoutMem)));
+    let e = plan(&[Request::Memswlimit("1G".into())], &with(Some(g(2)), None), &host()).unwrap_err();
     assert_eq!(e.to_string(), "memswlimit 1G is below memlimit 2G");
-    let e = plan(&[Request::Memlimit("3G".into())], &with(Some(g(1)), Some(g(2))), &FakeHost).unwrap_err();
+    let e = plan(&[Request::Memlimit("3G".into())], &with(Some(g(1)), Some(g(2))), &host()).unwrap_err();
     assert_eq!(e.to_string(), "memswlimit 2G is below memlimit 3G");
-    let e = plan(&[Request::Memlimit("unlimited".into())], &with(Some(g(1)), Some(g(2))), &FakeHost).unwrap_err();
+    let e = plan(&[Request::Memlimit("unlimited".into())], &with(Some(g(1)), Some(g(2))), &host()).unwrap_err();
     assert!(matches!(e, ResourceError::MemswNeedsMem { .. }), "{e}");
     // Equal is fine; removing memswlimit first is fine.
-    assert!(plan(&[Request::Memswlimit("1G".into())], &with(Some(g(1)), None), &FakeHost).is_ok());
-    assert!(plan(&[Request::Memswlimit("unlimited".into())], &with(Some(g(1)), Some(g(2))), &FakeHost).is_ok());
+    assert!(plan(&[Request::Memswlimit("1G".into())], &with(Some(g(1)), None), &host()).is_ok());
+    assert!(plan(&[Request::Memswlimit("unlimited".into())], &with(Some(g(1)), Some(g(2))), &host()).is_ok());
     // Other settings do not trip over an odd pair made elsewhere (virsh).
-    assert!(plan(&[Request::Cpurate("10".into())], &with(None, Some(g(1))), &FakeHost).is_ok());
+    assert!(plan(&[Request::Cpurate("10".into())], &with(None, Some(g(1))), &host()).is_ok());
 
     // Both at once: each step keeps memory <= memory+swap.
     let order = |cur: &Settings, mem: &str, memsw: &str| -> Vec<&'static str> {
         let reqs = [Request::Memswlimit(memsw.into()), Request::Memlimit(mem.into())];
-        plan(&reqs, cur, &FakeHost).unwrap().iter().map(Setting::command).collect()
+        plan(&reqs, cur, &host()).unwrap().iter().map(Setting::command).collect()
     };
     assert_eq!(order(&none, "1G", "2G"), ["memlimit", "memswlimit"], "from nothing: memory first");
     assert_eq!(order(&with(Some(g(1)), Some(g(2))), "3G", "4G"), ["memswlimit", "memlimit"], "raising past the old memsw");
     assert_eq!(order(&with(Some(g(3)), Some(g(4))), "1G", "2G"), ["memlimit", "memswlimit"], "lowering");
-    assert!(plan(&[Request::Memlimit("2G".into()), Request::Memswlimit("1G".into())], &none, &FakeHost).is_err());
+    assert!(plan(&[Request::Memlimit("2G".into()), Request::Memswlimit("1G".into())], &none, &host()).is_err());
 }
 
 #[test]
@@ -216,7 +201,7 @@ fn requests_merge() {
             Request::Blkio(Throttle::WriteBps, "/a".into(), "2".into()),
         ],
         &cur,
-        &FakeHost,
+        &host(),
     )
     .unwrap();
     assert_eq!(
@@ -273,4 +258,33 @@ fn changes_read_as_commands() {
     assert_eq!(Setting::Blkio("/dev/sda".into(), Throttle::ReadIops, Some(100)).to_string(), "blkioops_r /dev/sda 100");
     assert_eq!(Setting::Net { inbound: None, outbound: Some(1 << 20) }.to_string(), "net_in unlimited, net_out 1M");
     assert_eq!(Setting::Cpus(None).to_string(), "cpun all");
+}
+
+/// A new container's definition gets its settings in an order libvirt takes: memory
+/// before memory+swap when both are new, memory+swap first when memory grows above
+/// the old memory+swap; removed throttles are removed.
+#[test]
+fn changes_from_one_set_of_settings_to_another() {
+    let g = |n: u64| n << 30;
+    let mut want = Settings { mem: Some(g(1)), memsw: Some(g(2)), net_out: Some(1 << 20), ..Settings::default() };
+    want.blkio.insert(("/dev/sda".into(), Throttle::ReadBps), 1 << 20);
+    let c = Settings::default().changes_to(&want);
+    assert_eq!(
+        c,
+        [
+            Setting::Mem(Some(g(1))),
+            Setting::Memsw(Some(g(2))),
+            Setting::Blkio("/dev/sda".into(), Throttle::ReadBps, Some(1 << 20)),
+            Setting::Net { inbound: None, outbound: Some(1 << 20) }
+        ]
+    );
+    let mut now = Settings::default();
+    for s in &c {
+        now.apply(s);
+    }
+    assert_eq!(now, want);
+    let bigger = Settings { mem: Some(g(3)), memsw: Some(g(4)), ..Settings::default() };
+    assert_eq!(want.changes_to(&bigger)[..2], [Setting::Memsw(Some(g(4))), Setting::Mem(Some(g(3)))]);
+    assert!(want.changes_to(&bigger).contains(&Setting::Blkio("/dev/sda".into(), Throttle::ReadBps, None)));
+    assert!(want.changes_to(&want).is_empty());
 }

@@ -1,5 +1,4 @@
-use liblxcf::config::Config;
-
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -10,11 +9,9 @@ pub struct Args {
     pub new: String,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    // NEW starts: the same check as sysgen and start make.
-    super::check_limits(&rt, std::slice::from_ref(&a.new))?;
-    let c = liblxcf::ops::clone(cfg, &rt, &a.src, &a.new)?;
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
+    let (src, new) = (super::name(&a.src)?, super::name(&a.new)?);
+    let c = ctx.open()?.clone_container(&src, &new)?;
     let storage = c.storage.map(|s| s.as_str()).unwrap_or("-");
     eprintln!("{}: cloned from {} ({} model, {}, {storage}) and started", c.name, a.src, c.meta.model, c.meta.ip);
     Ok(())

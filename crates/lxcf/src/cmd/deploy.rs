@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
-use liblxcf::config::Config;
-
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -13,10 +12,10 @@ pub struct Args {
     pub to: Vec<String>,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    let to = (!a.to.is_empty()).then_some(a.to.as_slice());
-    let d = liblxcf::deploy::deploy(cfg, &rt, &a.path, to)?;
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
+    let to = a.to.iter().map(|n| super::name(n)).collect::<Result<Vec<_>, _>>()?;
+    let lx = ctx.open()?;
+    let d = lx.deploy(&a.path, (!to.is_empty()).then_some(to.as_slice()))?;
     for n in &d.containers {
         eprintln!("{n}: {} deployed", d.path.display());
     }

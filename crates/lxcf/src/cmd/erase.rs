@@ -1,6 +1,5 @@
-use liblxcf::config::Config;
-
 use super::batch::{self, Targets};
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -9,8 +8,8 @@ pub struct Args {
     pub targets: Targets,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let names = a.targets.names()?;
-    let rt = super::connect(cfg)?;
-    batch::run("erase", &a.targets, &names, |n| Ok(liblxcf::ops::erase(cfg, &rt, n)?), |_| "erased".into())
+    let lx = ctx.open()?;
+    batch::run("erase", &a.targets, &names, |jobs, each| lx.erase(&names, jobs, each), |_| "erased".into())
 }

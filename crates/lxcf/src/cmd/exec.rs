@@ -1,9 +1,8 @@
 use std::ffi::OsString;
-use std::path::Path;
 
-use liblxcf::config::Config;
-use liblxcf::enter;
+use liblxcf::container::enter;
 
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -16,12 +15,9 @@ pub struct Args {
 }
 
 /// The command's exit status, passed through.
-pub fn run(cfg: &Config, a: Args) -> Result<u8, Failure> {
-    let rt = super::connect(cfg)?;
-    let init = super::running_init(cfg, &rt, &a.name)?;
-    drop(rt);
+pub fn run(ctx: &Ctx, a: Args) -> Result<u8, Failure> {
+    let name = super::name(&a.name)?;
     let env = enter::environment(std::env::vars_os());
-    let plan = enter::prepare(Path::new("/proc"), init, &a.cmd, &env)?;
-    let status = enter::run(&plan)?;
+    let status = ctx.open()?.exec(&name, &a.cmd, &env)?;
     Ok(u8::try_from(status).unwrap_or(255))
 }

@@ -1,6 +1,6 @@
-use liblxcf::config::Config;
-use liblxcf::status::{self, human_bytes};
+use liblxcf::container::list::{human_bytes, WINDOW};
 
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -10,9 +10,8 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    let list = status::list(cfg, &rt, status::WINDOW)?;
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
+    let list = ctx.open()?.list(WINDOW)?;
     if a.json {
         let v: Vec<_> = list
             .iter()

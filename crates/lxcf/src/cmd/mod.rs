@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand. Each parses and checks its arguments, asks the
+//! library's front ([`liblxcf::Lxcf`]) and prints; none of them knows the runtime.
 
 pub mod batch;
 pub mod clone;
@@ -16,28 +17,26 @@ pub mod sysstart;
 pub mod tune;
 pub mod update;
 
-use liblxcf::config::Config;
-use liblxcf::virt::libvirt::Libvirt;
-use liblxcf::virt::Runtime;
+use std::sync::Arc;
+
+use liblxcf::{Config, Lxcf, Name};
 
 use crate::exit::Failure;
 
-pub fn connect(cfg: &Config) -> Result<Libvirt, Failure> {
-    Libvirt::connect(&cfg.uri).map_err(|e| Failure::from(liblxcf::ops::Error::from(e)))
+/// What every command gets: the configuration, and the front once it is needed
+/// (after the arguments are checked, so that a bad argument is reported as such
+/// even when libvirtd is down).
+pub struct Ctx {
+    pub cfg: Config,
 }
 
-/// Refuses to start `names` when the host's limits cannot hold them (liblxcf::limits).
-pub fn check_limits(rt: &Libvirt, names: &[String]) -> Result<(), Failure> {
-    let domains = rt.domains().map_err(liblxcf::ops::Error::from)?;
-    Ok(liblxcf::limits::check_start(&domains, std::path::Path::new("/proc"), names)?)
+impl Ctx {
+    pub fn open(&self) -> Result<Lxcf, Failure> {
+        Ok(Lxcf::open(self.cfg.clone())?.with_reporter(Arc::new(crate::progress::Terminal)))
+    }
 }
 
-/// The init PID of a running lxcf container of this configuration.
-pub fn running_init(cfg: &Config, rt: &Libvirt, name: &str) -> Result<u32, Failure> {
-    liblxcf::ops::lxcf_domain(cfg, rt, name)?;
-    rt.init_pid(name).map_err(liblxcf::ops::Error::from)?.ok_or_else(|| Failure {
-        code: crate::exit::Exit::Failure,
-        message: format!("container `{name}` is not running"),
-        hint: Some(format!("`lxcf start {name}` starts it")),
-    })
+/// A container name from the command line.
+pub fn name(s: &str) -> Result<Name, Failure> {
+    Ok(Name::new(s).map_err(liblxcf::Error::from)?)
 }

@@ -1,8 +1,7 @@
 //! `lxcf show NAME [--json]`: every resource setting, as configured and as in effect,
 //! and where the container's root is and how it is stored.
 
-use liblxcf::config::Config;
-
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -14,9 +13,9 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    let r = liblxcf::tune::show(cfg, &rt, &a.name)?;
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
+    let name = super::name(&a.name)?;
+    let r = ctx.open()?.show(&name)?;
     if a.json {
         let rows: Vec<_> = r
             .rows

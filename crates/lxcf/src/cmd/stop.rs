@@ -1,8 +1,7 @@
 use std::time::Duration;
 
-use liblxcf::config::Config;
-
 use super::batch::{self, Targets};
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -14,15 +13,15 @@ pub struct Args {
     pub timeout: u64,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let names = a.targets.names()?;
-    let rt = super::connect(cfg)?;
+    let lx = ctx.open()?;
     let timeout = Duration::from_secs(a.timeout);
     batch::run(
         "stop",
         &a.targets,
         &names,
-        |n| Ok(liblxcf::ops::stop(cfg, &rt, n, timeout)?),
+        |jobs, each| lx.stop(&names, timeout, jobs, each),
         |stopped| if *stopped { "stopped" } else { "already stopped" }.into(),
     )
 }

@@ -1,8 +1,9 @@
-use liblxcf::config::Config;
-use liblxcf::layout::Model;
+use liblxcf::container::Create;
 use liblxcf::resources::{Request, Throttle};
+use liblxcf::rootfs::layout::Model;
 
 use super::batch::{self, Targets};
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -58,7 +59,7 @@ pub struct Resources {
 }
 
 impl Resources {
-    fn requests(self) -> Result<Vec<Request>, liblxcf::ops::Error> {
+    fn requests(self) -> Result<Vec<Request>, liblxcf::Error> {
         let mut r = Vec::new();
         r.extend(self.cpun.map(Request::Cpun));
         r.extend(self.cpurate.map(Request::Cpurate));
@@ -72,7 +73,7 @@ impl Resources {
             (Throttle::WriteIops, self.blkioops_w),
         ] {
             for a in args {
-                r.push(Request::blkio(t, &a)?);
+                r.push(Request::blkio(t, &a).map_err(liblxcf::Error::from)?);
             }
         }
         r.extend(self.net_in.map(Request::NetIn));
@@ -81,17 +82,15 @@ impl Resources {
     }
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let names = a.targets.names()?;
-    let reqs = a.res.requests()?;
-    let rt = super::connect(cfg)?;
-    super::check_limits(&rt, &names)?;
-    let model = a.model.map(|m| m.parse::<Model>().expect("clap checked the value"));
+    let create = Create { model: a.model.map(|m| m.parse::<Model>().expect("clap checked the value")), resources: a.res.requests()? };
+    let lx = ctx.open()?;
     batch::run(
         "sysgen",
         &a.targets,
         &names,
-        |n| Ok(liblxcf::tune::sysgen(cfg, &rt, n, model, &reqs)?),
+        |jobs, each| lx.sysgen(&names, &create, jobs, each),
         |c| format!("created ({} model, {}) and started", c.meta.model, c.meta.ip),
     )
 }

@@ -1,6 +1,5 @@
-use liblxcf::config::Config;
-
 use super::batch::{self, Targets};
+use super::Ctx;
 use crate::exit::Failure;
 
 #[derive(clap::Args)]
@@ -12,15 +11,15 @@ pub struct Args {
     pub disable: bool,
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let names = a.targets.names()?;
-    let rt = super::connect(cfg)?;
+    let lx = ctx.open()?;
     let what = if a.disable { "no longer starts" } else { "starts" };
     batch::run(
         "sysstart",
         &a.targets,
         &names,
-        |n| Ok(liblxcf::ops::sysstart(cfg, &rt, n, !a.disable)?),
+        |jobs, each| lx.sysstart(&names, !a.disable, jobs, each),
         |()| format!("{what} when the host boots"),
     )
 }

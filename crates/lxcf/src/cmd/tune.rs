@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use liblxcf::config::Config;
 use liblxcf::resources::{Request, Throttle};
 
+use super::Ctx;
 use crate::exit::Failure;
 
 // Values are taken as typed, `-5` included, so that lxcf (not the option parser)
@@ -85,45 +85,45 @@ pub struct Net {
     pub rate: String,
 }
 
-pub fn cpun(cfg: &Config, a: Cpun) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Cpun(a.cpus))
+pub fn cpun(ctx: &Ctx, a: Cpun) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Cpun(a.cpus))
 }
 
-pub fn cpurate(cfg: &Config, a: Cpurate) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Cpurate(a.percent))
+pub fn cpurate(ctx: &Ctx, a: Cpurate) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Cpurate(a.percent))
 }
 
-pub fn numa(cfg: &Config, a: Numa) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Numa(a.nodes))
+pub fn numa(ctx: &Ctx, a: Numa) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Numa(a.nodes))
 }
 
-pub fn memlimit(cfg: &Config, a: Memlimit) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Memlimit(a.size))
+pub fn memlimit(ctx: &Ctx, a: Memlimit) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Memlimit(a.size))
 }
 
-pub fn memswlimit(cfg: &Config, a: Memswlimit) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Memswlimit(a.size))
+pub fn memswlimit(ctx: &Ctx, a: Memswlimit) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Memswlimit(a.size))
 }
 
-pub fn blkio(cfg: &Config, t: Throttle, a: Blkio) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Blkio(t, a.device, a.rate))
+pub fn blkio(ctx: &Ctx, t: Throttle, a: Blkio) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Blkio(t, a.device, a.rate))
 }
 
-pub fn blkioops(cfg: &Config, t: Throttle, a: Blkioops) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::Blkio(t, a.device, a.iops))
+pub fn blkioops(ctx: &Ctx, t: Throttle, a: Blkioops) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::Blkio(t, a.device, a.iops))
 }
 
-pub fn net_in(cfg: &Config, a: Net) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::NetIn(a.rate))
+pub fn net_in(ctx: &Ctx, a: Net) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::NetIn(a.rate))
 }
 
-pub fn net_out(cfg: &Config, a: Net) -> Result<(), Failure> {
-    run(cfg, &a.name, Request::NetOut(a.rate))
+pub fn net_out(ctx: &Ctx, a: Net) -> Result<(), Failure> {
+    run(ctx, &a.name, Request::NetOut(a.rate))
 }
 
-fn run(cfg: &Config, name: &str, req: Request) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    let done = liblxcf::tune::set(cfg, &rt, name, &[req])?;
+fn run(ctx: &Ctx, name: &str, req: Request) -> Result<(), Failure> {
+    let name = super::name(name)?;
+    let done = ctx.open()?.tune(&name, &[req])?;
     let when = if done.live { "now and at every start" } else { "from its next start" };
     for c in done.changes {
         eprintln!("{name}: {c} ({when})");

@@ -1,9 +1,8 @@
 use std::ffi::OsString;
 
-use liblxcf::config::Config;
-use liblxcf::lock::Lock;
-use liblxcf::update::{self, Event, Outcome, Recovered, Report, Request};
+use liblxcf::maint::update::{Event, Outcome, Recovered, Report, Request};
 
+use super::Ctx;
 use crate::exit::{Exit, Failure};
 
 #[derive(clap::Args)]
@@ -19,23 +18,7 @@ pub struct Args {
     pub command: Vec<OsString>,
 }
 
-/// Run before every command: finishes or rolls back an interrupted update, then
-/// (for commands other than update and deploy, which lock for themselves) holds
-/// the update lock shared, so that no update runs in the middle of the command.
-pub fn before(cfg: &Config, locks_itself: bool) -> Result<Option<Lock>, Failure> {
-    if update::pending(cfg) {
-        let rt = super::connect(cfg)?;
-        if let Some(r) = update::recover(cfg, &rt)? {
-            print_recovered(&r);
-        }
-    }
-    if locks_itself {
-        return Ok(None);
-    }
-    Ok(update::shared_lock(cfg)?)
-}
-
-fn print_recovered(r: &Recovered) {
+pub fn print_recovered(r: &Recovered) {
     let cmd = r.command.join(" ");
     let names = r.containers.join(", ");
     if r.committed {
@@ -55,10 +38,10 @@ fn print_output(o: &Outcome) {
     }
 }
 
-pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
-    let rt = super::connect(cfg)?;
-    let runner = update::sandbox::Sandbox::new(cfg);
-    let to = (!a.to.is_empty()).then_some(a.to.as_slice());
+pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
+    let to = a.to.iter().map(|n| super::name(n)).collect::<Result<Vec<_>, _>>()?;
+    let to = (!to.is_empty()).then_some(to.as_slice());
+    let lx = ctx.open()?;
     let mut progress = |ev: Event| match ev {
         Event::Recovered(r) => print_recovered(r),
         _ if a.json => {}
@@ -78,7 +61,7 @@ pub fn run(cfg: &Config, a: Args) -> Result<(), Failure> {
         Event::Committed(n) => eprintln!("{n}: committed"),
         Event::Started(n) => eprintln!("{n}: started"),
     };
-    let report = update::update(cfg, &rt, &runner, &Request { command: &a.command, to }, &mut progress)?;
+    let report = lx.update(&Request { command: &a.command, to }, &mut progress)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json(&report)).expect("plain values"));
     }

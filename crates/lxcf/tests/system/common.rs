@@ -238,19 +238,55 @@ impl Env {
 }
 
 /// What `lxcf erase` removes and virsh's undefine does not: the cgroups the
-/// container's init made (`/lxcf/NAME`). Its processes may take a moment to leave
-/// them after a destroy.
+/// container's init made (`/lxcf/NAME` in every hierarchy). Its processes may take a
+/// moment to leave them after a destroy.
 fn remove_cgroups(name: &str) {
     let mut last = None;
     for _ in 0..25 {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        match liblxcf::cgroupfs::remove_container_cgroups(&mountinfo, name) {
-            Ok(_) => return,
+        match remove_cgroups_once(name) {
+            Ok(()) => return,
             Err(e) => last = Some(e),
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("{name}: cgroups left: {}", last.unwrap());
+}
+
+/// The mount points of whole cgroup hierarchies (v1 and v2), from our mountinfo.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mi.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let fstype = right.split(' ').next()?;
+            (matches!(fstype, "cgroup" | "cgroup2") && f.get(3) == Some(&"/")).then(|| PathBuf::from(f[4]))
+        })
+        .collect()
+}
+
+fn remove_cgroups_once(name: &str) -> std::io::Result<()> {
+    fn rm(dir: &Path) -> std::io::Result<()> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                rm(&e.path())?;
+            }
+        }
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+    for m in cgroup_mounts() {
+        rm(&m.join("lxcf").join(name))?;
+    }
+    Ok(())
 }
 
 impl Drop for Env {

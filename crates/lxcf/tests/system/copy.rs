@@ -6,7 +6,7 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use liblxcf::copy::{copy_tree, Options};
+use liblxcf::rootfs::copy::{copy_tree, Options};
 
 use crate::common::*;
 
@@ -102,7 +102,7 @@ fn rsync_diff(src: &Path, dst: &Path) -> String {
 
 /// Copies an every-kind tree made under `dir` with the copy engine and checks it.
 /// Returns the copy's statistics.
-fn check_copy(dir: &Path) -> liblxcf::copy::Stats {
+fn check_copy(dir: &Path) -> liblxcf::rootfs::copy::Stats {
     let (src, dst) = (dir.join("src"), dir.join("dst"));
     std::fs::create_dir(&src).unwrap();
     every_kind(&src);
@@ -208,8 +208,8 @@ fn btrfs_source() -> Option<(tempfile::TempDir, Image, std::path::PathBuf)> {
 /// subvolumes inside it (empty in a snapshot), one under a pruned path.
 #[test]
 fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
-    use liblxcf::layout::{Action, Model, ENTRIES};
     use liblxcf::rootfs;
+    use liblxcf::rootfs::layout::{Action, Model, ENTRIES};
     let Some((_tmp, img, src)) = btrfs_source() else { return };
     let subvolume = |p: &Path| sh(&format!("btrfs -q subvolume create {}", p.display()));
     let p = |s: &str| src.join(s);
@@ -298,7 +298,7 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
     let snap = img.mnt.join("snap");
     let built = rootfs::create(Model::Separate, &src, &snap, &[&skip], &ctl).expect("build from a snapshot");
     assert!(built.snapshot, "{built:?}");
-    assert_eq!(built.backend, liblxcf::storage::Backend::Btrfs);
+    assert_eq!(built.backend, liblxcf::rootfs::storage::Backend::Btrfs);
     // Only the subvolumes were copied: image, inner/f; and directories.
     assert_eq!(built.stats.files, 2, "{built:?}");
     let copy = img.mnt.join("copy");
@@ -354,7 +354,7 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
         p("etc/resolv.conf").display()
     ));
     for d in ["snap", "joint", "again"] {
-        liblxcf::storage::remove_root(&img.mnt.join(d)).unwrap();
+        liblxcf::rootfs::storage::remove_root(&img.mnt.join(d)).unwrap();
     }
 }
 
@@ -362,7 +362,7 @@ fn a_root_from_a_btrfs_snapshot_equals_the_copy() {
 /// copied instead, as on any other filesystem.
 #[test]
 fn a_source_with_an_active_swap_file_is_copied() {
-    use liblxcf::layout::Model;
+    use liblxcf::rootfs::layout::Model;
     let Some((_tmp, img, src)) = btrfs_source() else { return };
     for d in ["usr/bin", "etc", "var"] {
         std::fs::create_dir_all(src.join(d)).unwrap();

@@ -9,6 +9,7 @@ mod pty;
 mod bad_input;
 mod cgroups;
 mod clone;
+mod compat;
 mod concurrent;
 mod copy;
 mod deploy;

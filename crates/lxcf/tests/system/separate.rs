@@ -25,7 +25,7 @@ fn separate_container_has_a_private_usr() {
     assert!(!std::path::Path::new("/usr/lxcf-test-marker").exists());
     // File capabilities survive the copy (ping has cap_net_raw on Debian).
     let caps = |p: &std::path::Path| {
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         rustix::fs::getxattr(p, "security.capability", &mut buf[..]).ok().map(|n| buf[..n].to_vec())
     };
     let host_ping = std::path::Path::new("/usr/bin/ping");

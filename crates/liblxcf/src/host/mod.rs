@@ -1,0 +1,184 @@
+//! The host lxcf runs on, in one place: what it has (CPUs, NUMA nodes, disks, limits),
+//! its cgroups, its processes, and the traffic shaping of containers' interfaces.
+//! The runtime module talks only to the runtime, the resource module only computes;
+//! whatever reads or writes the host's kernel interfaces is here, behind [`Host`],
+//! so that the commands are unit-tested against a fake machine.
+//!
+//! [`System`] is the real one. Its roots (`/proc`, `/sys`, `/dev`,
+//! `/sys/fs/cgroup`) are fields, so its readers also run against fake trees.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{self, IoError};
+use crate::resources::{IdSet, ResourceError};
+use crate::runtime::Live;
+
+pub mod blockdev;
+pub mod cgroup;
+pub mod limits;
+pub mod netshape;
+
+use cgroup::{CgroupError, Cgroups, Kernel, Version};
+use limits::LimitError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("unexpected content in {}: `{text}`", path.display())]
+    Parse { path: PathBuf, text: String },
+    #[error("no init process under the container's monitor (pid {0})")]
+    NoInit(u32),
+    #[error("cannot shape the network of {name}: {msg}")]
+    Shape { name: String, msg: String },
+    #[error("{cmd} failed: {msg}")]
+    Command { cmd: String, msg: String },
+}
+
+/// The limits in effect on a running container, read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub cgroup: Version,
+    pub kernel: Kernel,
+    /// The tbf rates (bytes/s) on the host end of the veth and on eth0 inside.
+    pub net_in: Option<u64>,
+    pub net_out: Option<u64>,
+}
+
+/// What lxcf needs from the host.
+pub trait Host: Send + Sync {
+    /// The online CPUs.
+    fn cpus(&self) -> Result<IdSet, HostError>;
+    /// The NUMA nodes that have memory.
+    fn nodes(&self) -> Result<IdSet, HostError>;
+    /// The whole-disk block device (`/dev/...`) that `path` is, or lies on.
+    fn disk_of(&self, path: &Path) -> Result<PathBuf, ResourceError>;
+    /// `/dev/NAME` of a `MAJ:MIN`, or the number itself.
+    fn device_name(&self, id: &str) -> String;
+    /// Refuses when `running` containers plus `adding` new ones exceed a host limit.
+    fn check_limits(&self, running: u64, adding: u64) -> Result<(), LimitError>;
+    /// The container's init: the one child of its runtime's monitor; `None` while
+    /// there is none (starting, stopping).
+    fn init_of(&self, monitor: u32) -> Result<Option<u32>, HostError>;
+    /// The limits in effect on a running container.
+    fn effective(&self, live: &Live) -> Result<Effective, HostError>;
+    /// Sets the CPUs (`None`: all) of a running container, every task of it included.
+    fn set_cpus(&self, live: &Live, cpus: Option<&IdSet>) -> Result<(), HostError>;
+    /// Sets the NUMA nodes (`None`: all) a running container takes memory from.
+    fn set_mems(&self, live: &Live, nodes: Option<&IdSet>) -> Result<(), HostError>;
+    /// Sets (or, with `None`, removes) a running container's network rates.
+    fn shape(&self, name: &str, live: &Live, inbound: Option<u64>, outbound: Option<u64>) -> Result<(), HostError>;
+    /// Removes the cgroups lxcf's init made for a container that no longer runs.
+    fn remove_cgroups(&self, name: &str) -> Result<usize, HostError>;
+}
+
+/// The machine lxcf runs on.
+pub struct System {
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub cgroups: Cgroups,
+}
+
+impl Default for System {
+    fn default() -> System {
+        System { proc: "/proc".into(), sys: "/sys".into(), dev: "/dev".into(), cgroups: Cgroups::detect(Path::new("/sys/fs/cgroup")) }
+    }
+}
+
+impl System {
+    /// A CPU or node list file; `None` if the kernel has none.
+    fn list(&self, rel: &str) -> Result<Option<IdSet>, HostError> {
+        let path = self.sys.join(rel);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => IdSet::parse(&t).map(Some).map_err(|_| HostError::Parse { path, text: t.trim().into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(error::io("read", &path)(e).into()),
+        }
+    }
+
+    fn group(&self, live: &Live) -> Result<cgroup::Group, HostError> {
+        Ok(self.cgroups.of_pid(&self.proc, live.monitor)?)
+    }
+}
+
+impl Host for System {
+    fn cpus(&self) -> Result<IdSet, HostError> {
+        Ok(self.list("devices/system/cpu/online")?.unwrap_or_else(|| IdSet::from_iter([0])))
+    }
+
+    fn nodes(&self) -> Result<IdSet, HostError> {
+        // has_memory: cpuset.mems only takes nodes with memory. A kernel without NUMA
+        // support has no node directory and one node, 0.
+        for f in ["devices/system/node/has_memory", "devices/system/node/online"] {
+            if let Some(s) = self.list(f)? {
+                return Ok(s);
+            }
+        }
+        Ok(IdSet::from_iter([0]))
+    }
+
+    fn disk_of(&self, path: &Path) -> Result<PathBuf, ResourceError> {
+        blockdev::disk_of(path, &self.sys, &self.dev)
+    }
+
+    fn device_name(&self, id: &str) -> String {
+        blockdev::name_of(&self.sys, id)
+    }
+
+    fn check_limits(&self, running: u64, adding: u64) -> Result<(), LimitError> {
+        limits::check(&self.proc, running, adding)
+    }
+
+    fn init_of(&self, monitor: u32) -> Result<Option<u32>, HostError> {
+        // Every thread's children: the monitor may have forked from any of them.
+        let tasks = self.proc.join(monitor.to_string()).join("task");
+        let rd = match std::fs::read_dir(&tasks) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(error::io("read", &tasks)(e).into()),
+        };
+        let children: Vec<u32> = rd
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+            .collect();
+        match children.as_slice() {
+            [pid] => Ok(Some(*pid)),
+            [] => Ok(None),
+            more => Err(HostError::Parse { path: tasks, text: format!("{} children, not one", more.len()) }),
+        }
+    }
+
+    fn effective(&self, live: &Live) -> Result<Effective, HostError> {
+        let kernel = self.group(live)?.kernel()?;
+        let init = self.init_of(live.monitor)?.ok_or(HostError::NoInit(live.monitor))?;
+        let (net_in, net_out) = netshape::read(live.host_veth.as_deref(), init)?;
+        Ok(Effective { cgroup: self.cgroups.version, kernel, net_in, net_out })
+    }
+
+    fn set_cpus(&self, live: &Live, cpus: Option<&IdSet>) -> Result<(), HostError> {
+        Ok(self.group(live)?.set_cpus(cpus)?)
+    }
+
+    fn set_mems(&self, live: &Live, nodes: Option<&IdSet>) -> Result<(), HostError> {
+        Ok(self.group(live)?.set_mems(nodes)?)
+    }
+
+    fn shape(&self, name: &str, live: &Live, inbound: Option<u64>, outbound: Option<u64>) -> Result<(), HostError> {
+        let init = self.init_of(live.monitor)?.ok_or(HostError::NoInit(live.monitor))?;
+        let dev = live
+            .host_veth
+            .as_deref()
+            .ok_or_else(|| HostError::Shape { name: name.into(), msg: "it has no network interface to limit".into() })?;
+        netshape::apply(name, init, dev, inbound, outbound)
+    }
+
+    fn remove_cgroups(&self, name: &str) -> Result<usize, HostError> {
+        let mi = self.proc.join("self/mountinfo");
+        let text = std::fs::read_to_string(&mi).map_err(error::io("read", &mi))?;
+        Ok(cgroup::remove_container_cgroups(&text, name)?)
+    }
+}

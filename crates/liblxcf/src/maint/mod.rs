@@ -1,0 +1,3 @@
+pub mod deploy;
+pub mod merge;
+pub mod update;
