@@ -3,12 +3,15 @@
 # libvirtd, the `lxcf` binary in /usr/local/bin, its shell completions and man
 # pages, and a default /etc/lxcf/lxcf.conf.
 #
-#   sudo ./install.sh && sudo lxcf sysgen web1
-#   PREFIX=/opt/lxcf sudo -E ./install.sh     # somewhere else than /usr/local
+#   ./install.sh && lxcf sysgen web1          # as root
+#   PREFIX=/opt/lxcf ./install.sh             # somewhere else than /usr/local
+#
+# Rust comes from rustup if the host has none (the distributions' is too old).
 set -eu
 cd "$(dirname "$0")"
 prefix=${PREFIX:-/usr/local}
 scripts/setup-host --build
+LXCF_INSTALL_RUST=1
 . scripts/find-cargo
 cargo build --release --locked -p lxcf
 install -D -m 0755 target/release/lxcf "$prefix/bin/lxcf"
