@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod fault;
 pub mod host;
 pub mod lock;
 pub mod maint;

@@ -285,7 +285,7 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
     let journal = env.root.join(".lxcf/update/journal.json");
 
     // Killed after every container ran, before the host: rolled back.
-    let o = crash("ran");
+    let o = crash("update:ran");
     assert_eq!(o.code, -1, "killed by SIGKILL: {}", o.stderr);
     assert!(journal.exists());
     assert_eq!((state(&a), state(&b)), ("shut off".into(), "shut off".into()));
@@ -299,7 +299,7 @@ fn a_killed_update_is_rolled_back_or_finished_by_the_next_command() {
     assert!(!journal.exists());
 
     // Killed in the middle of committing the second container: finished.
-    let o = crash(&format!("commit:{b}:2"));
+    let o = crash(&format!("update:commit:{b}:2"));
     assert_eq!(o.code, -1, "{}", o.stderr);
     assert!(installed(Some(&env.root.join(&a)), pkg), "the first was committed before the kill");
     assert!(

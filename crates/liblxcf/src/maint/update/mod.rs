@@ -276,17 +276,7 @@ pub fn pending(cfg: &Config) -> bool {
     update_dir(cfg).join(journal::FILE).exists()
 }
 
-/// For the crash tests only: `LXCF_TEST_CRASH=STEP` kills lxcf with SIGKILL at
-/// that step (`stopped`, `ran`, `host`, or `commit:NAME:N` after N entries of
-/// NAME's changes were applied), as a power cut or `kill -9` would.
-fn crash_point(step: impl FnOnce() -> String) {
-    if let Some(want) = std::env::var_os("LXCF_TEST_CRASH") {
-        if want == *step() {
-            tracing::warn!("LXCF_TEST_CRASH: killing myself at {}", want.to_string_lossy());
-            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-        }
-    }
-}
+use crate::fault::crash_point;
 
 /// Runs the command for the containers and the host: `lxcf update`.
 /// A failing command is not an error: the report says where it failed, and
@@ -352,7 +342,7 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     }
     rt.shutdown_all(&running, STOP_TIMEOUT).map_err(|e| Error::Update(UpdateError::Stop(e)))?;
     let t = phase("stop", down_since);
-    crash_point(|| "stopped".into());
+    crash_point("update:stopped");
 
     let works: Vec<PathBuf> = containers.iter().map(|c| dir.join(&c.name)).collect();
     for w in &works {
@@ -390,7 +380,7 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
         drop(undo);
         return Ok(Report { targets, committed: false, phases, recovered });
     }
-    crash_point(|| "ran".into());
+    crash_point("update:ran");
 
     if host {
         journal.host_started = true;
@@ -406,7 +396,7 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
         targets.push(host_target(Status::Updated, Some(o)));
     }
     let t = phase("host", t);
-    crash_point(|| "host".into());
+    crash_point("update:host");
 
     // The point of no return: the uppers are on disk, then the journal says commit.
     for w in &works {
@@ -539,7 +529,7 @@ fn commit_member(dir: &Path, m: &Member) -> Result<()> {
             let mut n = 0u64;
             let mut hook = |_: &Path| {
                 n += 1;
-                crash_point(|| format!("commit:{}:{n}", m.name));
+                crash_point(&format!("update:commit:{}:{n}", m.name));
             };
             let stats = merge::merge(&src, &dst, &mut Merge { kind: Kind::Overlay, dst_label: &m.root, after_entry: &mut hook })
                 .map_err(|source| UpdateError::Commit { name: m.name.clone(), source })?;
