@@ -36,6 +36,20 @@ pub struct Root {
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
+/// openat2, tried again while it fails with EAGAIN: with RESOLVE_IN_ROOT or
+/// RESOLVE_BENEATH the kernel gives up a lookup through `..` when any rename or
+/// mount happened on the system meanwhile, and says to retry (openat2(2)). On a
+/// busy host (other containers, other lxcf commands) that happens.
+pub(crate) fn openat2(dir: &OwnedFd, path: &Path, flags: OFlags, resolve: ResolveFlags) -> std::result::Result<OwnedFd, Errno> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(Errno::AGAIN) if tries < 1000 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 impl Root {
     pub fn open(path: &Path) -> Result<Root> {
         let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ScopedError {
@@ -59,7 +73,7 @@ impl Root {
     pub fn open_at(&self, rel: &Path, flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
         let rel = strip(rel);
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-        rustix::fs::openat2(&self.fd, rel, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
+        openat2(&self.fd, rel, flags | OFlags::CLOEXEC, RESOLVE)
     }
 
     /// The directory holding `rel`, and `rel`'s last component.
@@ -257,5 +271,37 @@ mod tests {
         r.remove(Path::new("/a/b/f")).unwrap();
         r.remove(Path::new("/a/b/f")).unwrap();
         assert!(r.list(Path::new("/missing")).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod eagain_tests {
+    use super::*;
+    use std::fs;
+
+    /// Lookups through `..` inside a root while renames happen elsewhere on the
+    /// system: the kernel may say EAGAIN (openat2(2)); lxcf tries again rather than
+    /// failing a command because another one renamed something.
+    #[test]
+    fn lookups_through_dotdot_survive_renames_elsewhere() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("a/b/c")).unwrap();
+        fs::write(root.join("x"), b"x").unwrap();
+        let r = Root::open(&root).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let (p, q) = (t.path().join("p"), t.path().join("q"));
+                fs::write(&p, b"").unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = fs::rename(&p, &q);
+                    let _ = fs::rename(&q, &p);
+                }
+            });
+            let result = (0..200_000).try_for_each(|_| r.open_at(Path::new("a/b/c/../../../x"), OFlags::PATH).map(drop));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(result, Ok(()));
+        });
     }
 }

@@ -86,6 +86,8 @@ struct Shared<'a> {
     dirs: Mutex<Vec<DirMeta>>,
     stats: Mutex<Stats>,
     progress: Option<&'a Progress>,
+    #[cfg(test)]
+    before_open: Option<&'a (dyn Fn(&Path) + Sync)>,
     failed: AtomicBool,
     error: Mutex<Option<CopyError>>,
     /// Who creates the files: entries already owned so need no chown.
@@ -106,7 +108,7 @@ pub(crate) fn times(st: &Statx) -> Timestamps {
 
 fn open_beneath(top: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    rustix::fs::openat2(top, rel, DIR_FLAGS, Mode::empty(), BENEATH)
+    crate::rootfs::scoped::openat2(top, rel, DIR_FLAGS, BENEATH)
 }
 
 fn statx_at(dir: &OwnedFd, name: &CStr) -> rustix::io::Result<Statx> {
@@ -150,7 +152,7 @@ pub(super) fn run(jobs: &[Job], ctl: &Control) -> Result<Stats> {
         });
         tops.push(Task { tree: i, rel: PathBuf::new(), st, files_pruned: false });
     }
-    let sh = Shared::new(trees, tops, ctl.progress);
+    let sh = Shared::new(trees, tops, ctl);
     // Each top directory counts as one.
     sh.stats.lock().unwrap().dirs += jobs.len() as u64;
     let workers = ctl.workers.max(1);
@@ -186,7 +188,7 @@ pub(super) fn run_entry(sparent: &Path, dparent: &Path, name: &OsStr) -> Result<
     let st = rustix::fs::statx(&src, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).map_err(super::err("stat", sparent))?;
     let job = Job::new(sparent, dparent, Default::default());
     let tree = Tree { job: &job, src, dst, mnt_id: None, dev: dev_of(&st), reflink: AtomicBool::new(true), cfr: AtomicBool::new(true) };
-    let sh = Shared::new(vec![tree], Vec::new(), None);
+    let sh = Shared::new(vec![tree], Vec::new(), &super::Control::default());
     let name = CString::new(name.as_bytes()).map_err(|_| super::err("copy", &sparent.join(name))(Errno::INVAL))?;
     let t = &sh.trees[0];
     let mut stats = Stats::default();
@@ -195,7 +197,7 @@ pub(super) fn run_entry(sparent: &Path, dparent: &Path, name: &OsStr) -> Result<
 }
 
 impl<'a> Shared<'a> {
-    fn new(trees: Vec<Tree<'a>>, tasks: Vec<Task>, progress: Option<&'a Progress>) -> Shared<'a> {
+    fn new(trees: Vec<Tree<'a>>, tasks: Vec<Task>, ctl: &Control<'a>) -> Shared<'a> {
         Shared {
             trees,
             queue: Mutex::new(Queue { tasks, busy: 0 }),
@@ -204,7 +206,9 @@ impl<'a> Shared<'a> {
             linked: Condvar::new(),
             dirs: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
-            progress,
+            progress: ctl.progress,
+            #[cfg(test)]
+            before_open: ctl.before_open,
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
             uid: rustix::process::geteuid().as_raw(),
@@ -475,12 +479,34 @@ impl<'a> Shared<'a> {
         stats: &mut Stats,
     ) -> Result<()> {
         // Opened before a hard link is claimed: a file gone meanwhile (as in `entry`)
-        // is skipped without leaving a link target that was never made.
-        let src = match rustix::fs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        // is skipped without leaving a link target that was never made. O_NONBLOCK: a
+        // FIFO put in its place since the directory was read (a running container's
+        // root user can) would otherwise block the open, and lxcf with it.
+        #[cfg(test)]
+        if let Some(h) = self.before_open {
+            h(rel);
+        }
+        let src = match rustix::fs::openat(
+            src_dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(()),
+            // A socket or a device node swapped in meanwhile: not what was listed.
+            Err(Errno::NXIO | Errno::NODEV) => return Ok(()),
             Err(e) => return Err(self.src_err("open", tree, rel)(e)),
         };
+        // What is copied is what was opened: replaced meanwhile, the new file (with its
+        // own metadata); no longer a regular file at all, left out like a vanished one.
+        let now = rustix::fs::statx(&src, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID)
+            .map_err(self.src_err("stat", tree, rel))?;
+        if FileType::from_raw_mode(now.stx_mode as _) != FileType::RegularFile {
+            return Ok(());
+        }
+        let st =
+            if (now.stx_ino, now.stx_dev_major, now.stx_dev_minor) == (st.stx_ino, st.stx_dev_major, st.stx_dev_minor) { st } else { &now };
         self.linked_or(tree, dst_dir, name, st, rel, stats, |stats| {
             let mode = st.stx_mode as u32 & 0o7777;
             let dst = rustix::fs::openat(
