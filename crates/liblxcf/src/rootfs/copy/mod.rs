@@ -129,16 +129,25 @@ impl Progress {
 }
 
 /// How a copy runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Control<'a> {
     /// Threads working at once.
     pub workers: usize,
     pub progress: Option<&'a Progress>,
+    /// Tests: called with a regular file's path relative to its tree's top just
+    /// before it is opened, to change the source at that moment.
+    #[cfg(test)]
+    pub before_open: Option<&'a (dyn Fn(&Path) + Sync)>,
 }
 
 impl Default for Control<'_> {
     fn default() -> Self {
-        Control { workers: default_workers(), progress: None }
+        Control {
+            workers: default_workers(),
+            progress: None,
+            #[cfg(test)]
+            before_open: None,
+        }
     }
 }
 

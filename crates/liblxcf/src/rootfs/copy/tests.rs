@@ -215,3 +215,45 @@ fn entries_vanishing_during_the_copy_are_not_errors() {
         result.unwrap();
     });
 }
+
+/// A regular file replaced by a FIFO after its directory was read (a running
+/// container's root user can do that to a tree lxcf copies) must not block the copy:
+/// opening a FIFO for reading waits for a writer. A regular file replaced by another
+/// is copied as the new one.
+#[test]
+fn a_fifo_swapped_in_for_a_file_does_not_hang_the_copy() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("fifo"), b"a file, then a FIFO").unwrap();
+    fs::write(src.join("swapped"), b"old").unwrap();
+    let root = src.clone();
+    let swap = move |rel: &Path| {
+        let src = &root;
+        let p = src.join(rel);
+        if rel == Path::new("fifo") && fs::symlink_metadata(&p).unwrap().is_file() {
+            fs::remove_file(&p).unwrap();
+            rustix::fs::mknodat(CWD, &p, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        } else if rel == Path::new("swapped") {
+            fs::write(src.join("new"), b"the new one").unwrap();
+            fs::rename(src.join("new"), &p).unwrap();
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s, d) = (src.clone(), t.path().join("dst"));
+    // Its own thread, not scoped: a blocked open would never return, and the test
+    // must fail rather than hang.
+    let swap: &'static (dyn Fn(&Path) + Sync) = Box::leak(Box::new(swap));
+    std::thread::spawn(move || {
+        let ctl = Control { before_open: Some(swap), ..Control::default() };
+        let _ = tx.send(copy_trees(&[Job::new(&s, &d, Options::default())], &ctl).map_err(|e| e.to_string()));
+    });
+    // Far more than the copy takes; a blocked open never returns at all.
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(r) => r.map(drop).unwrap(),
+        Err(_) => panic!("the copy hung on a FIFO"),
+    }
+    let dst = t.path().join("dst");
+    assert!(!dst.join("fifo").exists(), "no longer what was listed: left out");
+    assert_eq!(fs::read(dst.join("swapped")).unwrap(), b"the new one");
+}
