@@ -75,13 +75,26 @@ impl Config {
         }
     }
 
-    /// Reads `path`; a file that does not exist gives the defaults.
+    /// Reads `path`; a file that does not exist gives the defaults. The containers
+    /// root is checked again with symlinks resolved, as far as it exists.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::defaults(path)),
-            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        let (cfg, text) = match std::fs::read_to_string(path) {
+            Ok(text) => (Config::parse(path, &text)?, text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Config::defaults(path), String::new()),
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        };
+        let (root, source) = (resolved(&cfg.root), resolved(&cfg.source));
+        if (root.as_path(), source.as_path()) != (cfg.root.as_path(), cfg.source.as_path()) {
+            let line = line_of(&text, "Paths", "root");
+            let bad = |msg: String| ConfigError::Syntax { path: path.to_path_buf(), line, msg };
+            check_root(&root, &source, &bad).map_err(|e| match e {
+                ConfigError::Syntax { path, line, msg } => {
+                    ConfigError::Syntax { path, line, msg: format!("{msg} (`{}` leads to {})", cfg.root.display(), root.display()) }
+                }
+                e => e,
+            })?;
         }
+        Ok(cfg)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -150,6 +163,8 @@ impl Config {
                 }
             }
         }
+        let line = line_of(text, "Paths", "root");
+        check_root(&cfg.root, &cfg.source, &|msg| ConfigError::Syntax { path: path.to_path_buf(), line, msg })?;
         // A new subnet without a gateway gets its first address, as libvirt's default does.
         if subnet_set && !gateway_set {
             cfg.network.gateway = first_host(cfg.network.subnet);
@@ -164,6 +179,99 @@ impl Config {
             });
         }
         Ok(cfg)
+    }
+}
+
+/// Directories of a system (the host's, and the source's) that the containers root
+/// must not be, nor hold: lxcf deletes and creates whole directories in its root
+/// (`erase usr` must never reach the host's /usr), and a copied tree that held the
+/// root would be copied without it (`root = /var/lib`: every container would lack
+/// /var/lib) or into itself.
+const SYSTEM_DIRS: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    "var/backups",
+    "var/cache",
+    "var/lib",
+    "var/local",
+    "var/log",
+    "var/mail",
+    "var/opt",
+    "var/spool",
+    "var/tmp",
+];
+
+/// Trees the containers root must not lie in: the kernel's, the ones gone at reboot,
+/// and the ones every container sees (the joint model shares /usr read-only).
+const NOT_INSIDE: &[&str] = &["bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys", "usr"];
+
+/// Refuses a containers root that overlaps the host's or the source's system
+/// directories (see [`SYSTEM_DIRS`]), or that the source lies in.
+fn check_root(root: &Path, source: &Path, bad: Bad) -> Result<(), ConfigError> {
+    let shown = root.display();
+    if root == Path::new("/") {
+        return Err(bad("the containers root cannot be `/`: lxcf creates and removes whole directories in it".into()));
+    }
+    if source.starts_with(root) {
+        return Err(bad(format!("the source {} lies in the containers root {shown}", source.display())));
+    }
+    for top in [Path::new("/"), source] {
+        for d in SYSTEM_DIRS {
+            let sys = top.join(d);
+            if sys.starts_with(root) {
+                return Err(bad(format!(
+                    "the containers root {shown} would hold the system directory {}: lxcf creates and removes whole directories in its root",
+                    sys.display()
+                )));
+            }
+        }
+        for d in NOT_INSIDE {
+            let sys = top.join(d);
+            if root.starts_with(&sys) {
+                return Err(bad(format!(
+                    "the containers root {shown} lies in {}, a tree of the system, not a place for containers",
+                    sys.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `p` with symlinks resolved as far as it exists (the rest kept as written).
+fn resolved(p: &Path) -> PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            return rest.iter().rev().fold(real, |acc: PathBuf, c| acc.join(c));
+        }
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
     }
 }
 
@@ -285,6 +393,48 @@ mod tests {
         assert!(e.contains("15"), "{e}");
         let e = parse("[Network]\nsubnet=10.0.0.5/24\n").unwrap_err().to_string();
         assert!(e.contains("10.0.0.0/24"), "{e}");
+    }
+
+    #[test]
+    fn roots_that_overlap_a_system_are_refused() {
+        for (root, why) in [
+            ("/", "cannot be `/`"),
+            ("/var", "would hold the system directory /var"),
+            ("/var/lib", "would hold the system directory /var/lib"),
+            ("/usr", "would hold the system directory /usr"),
+            ("/opt", "would hold the system directory /opt"),
+            ("/usr/local/lxc", "lies in /usr"),
+            ("/etc/lxc", "lies in /etc"),
+            ("/proc/lxc", "lies in /proc"),
+            ("/run/lxc", "lies in /run"),
+        ] {
+            let e = parse(&format!("[Paths]\nroot={root}\n")).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("line 2"), "{root}: {e}");
+        }
+        // The source's trees too, and a source inside the root.
+        let e = parse("[Paths]\nsource=/srv/host\nroot=/srv/host/var\n").unwrap_err().to_string();
+        assert!(e.contains("would hold the system directory /srv/host/var"), "{e}");
+        let e = parse("[Paths]\nroot=/data/lxc\nsource=/data/lxc/img\n").unwrap_err().to_string();
+        assert!(e.contains("the source /data/lxc/img lies in the containers root"), "{e}");
+        for ok in ["/opt/lxc", "/var/lib/lxcf", "/srv/lxc", "/home/lxc", "/tmp/lxcf-test-1/lxc", "/data"] {
+            assert!(parse(&format!("[Paths]\nroot={ok}\n")).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_root_that_leads_to_a_system_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let link = t.path().join("lxc");
+        std::os::unix::fs::symlink("/var", &link).unwrap();
+        let conf = t.path().join("lxcf.conf");
+        std::fs::write(&conf, format!("[Paths]\nroot={}\n", link.display())).unwrap();
+        let e = Config::load(&conf).unwrap_err().to_string();
+        assert!(e.contains("would hold the system directory /var") && e.contains("leads to /var"), "{e}");
+        let deeper = t.path().join("lxc2");
+        std::os::unix::fs::symlink("/usr/share", &deeper).unwrap();
+        std::fs::write(&conf, format!("[Paths]\nroot={}/x/y\n", deeper.display())).unwrap();
+        let e = Config::load(&conf).unwrap_err().to_string();
+        assert!(e.contains("lies in /usr"), "{e}");
     }
 
     #[test]
