@@ -102,6 +102,10 @@ pub enum Error {
     Running(String),
     #[error("container `{0}` is not running")]
     NotRunning(String),
+    #[error("{} was not made by lxcf (it has no record of it); lxcf leaves it alone", dir.display())]
+    NotOurs { name: String, dir: PathBuf },
+    #[error("an interrupted `lxcf update` of `{0}` is not finished")]
+    UpdatePending(String),
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
@@ -148,8 +152,14 @@ impl Error {
             Error::Resource(r) if r.is_usage() => Kind::Usage,
             Error::Deploy(d) if d.is_usage() => Kind::Usage,
             Error::NotFound(_) | Error::Deploy(DeployError::NoContainers) => Kind::NotFound,
-            Error::Taken { .. } | Error::Busy(_) | Error::Foreign(_) | Error::OtherRoot { .. } | Error::Running(_) => Kind::Conflict,
-            Error::Runtime(RuntimeError::Connect { .. }) => Kind::Unavailable,
+            Error::Taken { .. }
+            | Error::Busy(_)
+            | Error::Foreign(_)
+            | Error::OtherRoot { .. }
+            | Error::Running(_)
+            | Error::NotOurs { .. }
+            | Error::UpdatePending(_) => Kind::Conflict,
+            Error::Runtime(RuntimeError::Connect { .. } | RuntimeError::Lost { .. }) => Kind::Unavailable,
             Error::Limits(_) => Kind::Limits,
             Error::Enter(e) => match e.exit_status() {
                 Some(127) => Kind::CommandNotFound,
@@ -172,7 +182,9 @@ impl Error {
             Error::RootMissing { name, .. } => format!("`lxcf erase {name}` removes what is left of it"),
             Error::Running(name) => format!("stop it first: `lxcf stop {name}`"),
             Error::NotRunning(name) => format!("`lxcf start {name}` starts it"),
-            Error::Runtime(RuntimeError::Connect { .. }) => {
+            Error::NotOurs { .. } => "remove it yourself if it is not needed".into(),
+            Error::UpdatePending(_) => "`lxcf check` tells why it cannot be finished; fix that, then run any lxcf command".into(),
+            Error::Runtime(RuntimeError::Connect { .. } | RuntimeError::Lost { .. }) => {
                 "is libvirtd running? `scripts/setup-host` starts it (or `systemctl start libvirtd`)".into()
             }
             Error::Net(NetError::Full { .. }) => {

@@ -114,9 +114,21 @@ impl Runtime for Fake {
         let mut out: Vec<Instance> = s
             .containers
             .iter()
-            .map(|(name, c)| Instance { name: name.clone(), state: c.state, autostart: c.autostart, meta: Some(c.spec.meta.clone()) })
+            .map(|(name, c)| Instance {
+                name: name.clone(),
+                state: c.state,
+                autostart: c.autostart,
+                persistent: true,
+                meta: Some(c.spec.meta.clone()),
+            })
             .collect();
-        out.extend(s.foreign.iter().map(|n| Instance { name: n.clone(), state: State::Stopped, autostart: false, meta: None }));
+        out.extend(s.foreign.iter().map(|n| Instance {
+            name: n.clone(),
+            state: State::Stopped,
+            autostart: false,
+            persistent: true,
+            meta: None,
+        }));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -300,5 +312,23 @@ impl Host for Fake {
 
     fn remove_cgroups(&self, _name: &str) -> Result<usize, HostError> {
         Ok(0)
+    }
+
+    fn kill(&self, live: &Live) -> Result<bool, HostError> {
+        let Some(name) = self.by_monitor(live.monitor) else { return Ok(false) };
+        self.state().calls.push((name.clone(), "kill", true));
+        Ok(self.with(&name, |c| std::mem::replace(&mut c.state, State::Stopped).is_active()).unwrap_or(false))
+    }
+
+    fn unmount_below(&self, _dir: &Path) -> Result<usize, HostError> {
+        Ok(0)
+    }
+
+    fn mounts_below(&self, _dir: &Path) -> Result<Vec<PathBuf>, HostError> {
+        Ok(Vec::new())
+    }
+
+    fn cgroup_names(&self) -> Result<BTreeSet<String>, HostError> {
+        Ok(BTreeSet::new())
     }
 }

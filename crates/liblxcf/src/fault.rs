@@ -10,7 +10,9 @@
 //! - `LXCF_TEST_CRASH=@K` dies at the K-th crash point this process passes (the
 //!   chaos run picks K at random);
 //! - `LXCF_TEST_STEPS=FILE` appends the name of every step passed to FILE, so a
-//!   test can learn the steps of a command and then kill it at each.
+//!   test can learn the steps of a command and then kill it at each;
+//! - `LXCF_TEST_PAUSE=STEP:FILE` creates FILE at STEP and waits there until FILE is
+//!   removed, so that a test can break something (stop libvirtd) at that moment.
 
 /// Passes the crash point `step` (see the module's header).
 #[cfg(debug_assertions)]
@@ -22,6 +24,17 @@ pub fn crash_point(step: &str) {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(f) {
             let _ = writeln!(f, "{step}");
+        }
+    }
+    if let Some(p) = std::env::var_os("LXCF_TEST_PAUSE") {
+        let p = p.to_string_lossy().into_owned();
+        if let Some((at, file)) = p.split_once(':').filter(|(at, _)| *at == step) {
+            tracing::warn!("LXCF_TEST_PAUSE: waiting at {at} until {file} is removed");
+            if std::fs::write(file, b"").is_ok() {
+                while std::path::Path::new(file).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
         }
     }
     let Some(want) = std::env::var_os("LXCF_TEST_CRASH") else { return };

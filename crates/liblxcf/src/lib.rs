@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+pub mod check;
 pub mod config;
 pub mod container;
 pub mod error;
@@ -44,6 +45,9 @@ use runtime::Runtime;
 pub trait Reporter: Send + Sync {
     /// An interrupted `lxcf update` was finished or rolled back before this command.
     fn recovered(&self, _r: &Recovered) {}
+    /// Something lxcf found and repaired, or could not, before this command: what a
+    /// killed command left, say. One line.
+    fn found(&self, _what: &str) {}
     /// A root is being copied (`what` says which); the value returned lives as long
     /// as the copy, so a progress display can end when it is dropped.
     fn copying(&self, _what: &str, _counters: Arc<Progress>) -> Box<dyn std::any::Any> {

@@ -78,6 +78,8 @@ enum Command {
     NetOut(cmd::tune::Net),
     /// Show a container's resource settings: configured, and in effect.
     Show(cmd::show::Args),
+    /// Check lxcf's invariants (roots, domains, hosts lines, leftovers); --repair fixes what is safe.
+    Check(cmd::check::Args),
     /// Run a package command for every container and the host, all or nothing.
     Update(cmd::update::Args),
     /// Copy a host file or directory to the same path in every container.
@@ -173,6 +175,7 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         Command::NetIn(a) => cmd::tune::net_in(ctx, a),
         Command::NetOut(a) => cmd::tune::net_out(ctx, a),
         Command::Show(a) => cmd::show::run(ctx, a),
+        Command::Check(a) => cmd::check::run(ctx, a),
         Command::Update(a) => cmd::update::run(ctx, a),
         Command::Deploy(a) => cmd::deploy::run(ctx, a),
         Command::Exec(a) => return cmd::exec::run(ctx, a),

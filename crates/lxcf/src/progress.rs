@@ -107,6 +107,10 @@ impl liblxcf::Reporter for Terminal {
         crate::cmd::update::print_recovered(r);
     }
 
+    fn found(&self, what: &str) {
+        eprintln!("lxcf: {what}");
+    }
+
     fn copying(&self, what: &str, counters: Arc<Progress>) -> Box<dyn std::any::Any> {
         Box::new(Bar::show(what, counters))
     }

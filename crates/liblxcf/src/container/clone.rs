@@ -10,8 +10,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{undo_root, Container, Hold, State, Undo, VERSION};
+use super::intent::Intent;
+use super::{Container, Hold, State, Undo, VERSION};
 use crate::error::{Error, Result};
+use crate::fault::crash_point;
 use crate::name::Name;
 use crate::net::Hosts;
 use crate::rootfs::copy::{Control, Progress};
@@ -26,12 +28,15 @@ impl Lxcf {
         let _update = self.enter(Hold::Shared)?;
         // NEW starts: the same check as sysgen and start make.
         self.check_limits(&[new.as_str()])?;
-        let (i, meta) = self.lxcf_instance(src)?;
+        self.lxcf_instance(src)?;
         if src == new {
             return Err(Error::Taken { name: new.to_string(), by: "it is the container being cloned".into() });
         }
-        // SRC's lock: no `erase` of it while it is copied.
+        // SRC's lock: no `erase`, `start` or change of it while it is copied. Its state
+        // is read under the lock: a start between a read and the lock would copy a
+        // running container.
         let _src_lock = if self.cfg.root.exists() { Some(self.name_lock(src)?) } else { None };
+        let (i, meta) = self.lxcf_instance(src)?;
         if i.state.is_active() {
             return Err(Error::Running(src.to_string()));
         }
@@ -41,14 +46,16 @@ impl Lxcf {
         let mut spec = self.rt.spec(src)?;
         let hosts = Hosts::new(&self.cfg.hosts);
         let mut undo = Undo::default();
-        let r = self.reserve(&hosts, new, &mut undo)?;
+        let r = self.reserve(&hosts, new, Intent::Clone { src: src.to_string() }, &mut undo)?;
 
         let t = std::time::Instant::now();
         let progress = Arc::new(Progress::default());
         let shown = self.report.copying(&format!("{new}: copying {src}'s root"), progress.clone());
+        // Registered first: a panic in the copy unwinds through the undo too.
+        let renamed = self.undo_root(&r, &mut undo);
         let (backend, how) = storage::clone_root(&meta.root, &r.partial, &Control { progress: Some(&progress), ..Default::default() })?;
         drop(shown);
-        let renamed = undo_root(&r, &mut undo);
+        crash_point("clone:copied");
         match how {
             Cloned::Snapshot => tracing::info!("{new}: snapshot of {src} in {:.2} s", t.elapsed().as_secs_f64()),
             Cloned::Copy(s) => tracing::info!(

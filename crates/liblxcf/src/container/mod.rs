@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod enter;
+pub mod intent;
 pub mod lifecycle;
 pub mod list;
 pub mod tune;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::error::{self, Error, Result};
+use crate::fault::crash_point;
 use crate::lock::{self, Lock};
 use crate::maint::update;
 use crate::name::Name;
@@ -89,10 +91,14 @@ impl Container {
 /// One undo step: what it undoes, and how.
 type Step<'a> = (String, Box<dyn FnOnce() -> Result<()> + 'a>);
 
-/// Undo steps, run newest first when dropped without [`Undo::commit`].
+/// Undo steps, run newest first when dropped without [`Undo::commit`]; then the
+/// command's recorded intent, if it has one, is settled (what a failed step left
+/// is cleaned up) and forgotten. A kill runs none of this: the next command finds
+/// the intent ([`intent`]).
 #[derive(Default)]
 pub struct Undo<'a> {
     steps: Vec<Step<'a>>,
+    intent: Option<intent::Pending<'a>>,
 }
 
 impl<'a> Undo<'a> {
@@ -100,9 +106,17 @@ impl<'a> Undo<'a> {
         self.steps.push((what.into(), Box::new(f)));
     }
 
+    /// The command's intent: settled after the steps are undone, forgotten on commit.
+    pub(crate) fn intent(&mut self, p: intent::Pending<'a>) {
+        self.intent = Some(p);
+    }
+
     /// Everything succeeded: keep it.
     pub fn commit(mut self) {
         self.steps.clear();
+        if let Some(p) = self.intent.take() {
+            p.done();
+        }
     }
 }
 
@@ -114,6 +128,8 @@ impl Drop for Undo<'_> {
                 tracing::error!("could not undo ({what}): {}", error::chain(&e));
             }
         }
+        // Dropped last: settles what the steps left.
+        self.intent.take();
     }
 }
 
@@ -131,8 +147,18 @@ impl Lxcf {
     /// Where every command starts: an interrupted `lxcf update` is finished or
     /// rolled back first, then the update lock is held as `hold` says.
     pub(crate) fn enter(&self, hold: Hold) -> Result<Option<Lock>> {
-        if let Some(r) = update::recover(self)? {
-            self.report.recovered(&r);
+        // What a killed command left is repaired first; what cannot be is reported and
+        // does not stop this command (`lxcf check` says more): a container that cannot
+        // be repaired must not keep every other one from being used.
+        match update::recover(self) {
+            Ok(Some(r)) => self.report.recovered(&r),
+            Ok(None) => {}
+            Err(e) => self.report.found(&format!("an interrupted `lxcf update` cannot be finished: {}", error::chain(&e))),
+        }
+        if self.cfg.root.is_dir() {
+            if let Err(e) = self.recover_intents() {
+                self.report.found(&format!("what an interrupted command left cannot be repaired: {}", error::chain(&e)));
+            }
         }
         match hold {
             Hold::Shared => update::shared_lock(&self.cfg),
@@ -230,17 +256,20 @@ impl Lxcf {
     /// Reserves `name` for a new container under the host-wide lock: checks it is
     /// free, allocates the lowest free address, makes sure the network exists and adds
     /// the hosts line. The lock is released on return: making the root is the slow part.
-    pub(crate) fn reserve<'a>(&'a self, hosts: &'a Hosts, name: &'a str, undo: &mut Undo<'a>) -> Result<Reserved> {
+    pub(crate) fn reserve<'a>(&'a self, hosts: &'a Hosts, name: &'a str, intent: intent::Intent, undo: &mut Undo<'a>) -> Result<Reserved> {
         self.ensure_root()?;
         let _lock = self.global_lock()?;
         let name_lock = self.name_lock(name)?;
         if let Some(by) = self.taken_by(hosts, name)? {
             return Err(Error::Taken { name: name.into(), by });
         }
+        undo.intent(self.begin(name, intent)?);
+        self.record_root(name)?;
         let net = &self.cfg.network;
         let ip = net::allocate(net.subnet, net.gateway, &self.used_ips(&self.rt.list()?, hosts)?)?;
         self.rt.ensure_network(net)?;
         hosts.add(ip, name)?;
+        crash_point("new:reserved");
         undo.push(format!("remove {name} from {}", self.cfg.hosts.display()), move || {
             let _lock = self.global_lock()?;
             hosts.remove(name)?;
@@ -257,16 +286,21 @@ impl Lxcf {
         let root = Root::open(&r.partial)?;
         identity::apply(&root, &Identity { name, ip: r.ip, gateway: self.cfg.network.gateway })?;
         drop(root);
+        crash_point("new:identity");
         rustix::fs::renameat_with(rustix::fs::CWD, &r.partial, rustix::fs::CWD, &r.dir, rustix::fs::RenameFlags::NOREPLACE)
             .map_err(error::io("rename", &r.partial))?;
         renamed.set(true);
+        crash_point("new:renamed");
         self.rt.define(spec)?;
         undo.push(format!("undefine {name}"), move || self.undefine(name));
+        crash_point("new:defined");
         let t = std::time::Instant::now();
         self.rt.start(name)?;
         tracing::info!("{name}: started in {:.2} s", t.elapsed().as_secs_f64());
         undo.push(format!("stop {name}"), move || Ok(self.rt.destroy(name)?));
+        crash_point("new:started");
         self.reapply(name)?;
+        crash_point("new:done");
         undo.commit();
         Ok(())
     }
@@ -336,13 +370,22 @@ pub(crate) struct Reserved {
     _name_lock: Lock,
 }
 
-/// Registers the removal of a new root: `partial` until [`Lxcf::install`] renames it.
-pub(crate) fn undo_root(r: &Reserved, undo: &mut Undo<'_>) -> Rc<Cell<bool>> {
-    let renamed = Rc::new(Cell::new(false));
-    let (flag, partial, dir) = (renamed.clone(), r.partial.clone(), r.dir.clone());
-    undo.push(format!("remove {}", partial.display()), move || {
-        let p: &Path = if flag.get() { &dir } else { &partial };
-        Ok(storage::remove_root(p)?)
-    });
-    renamed
+impl Lxcf {
+    /// Registers the removal of a new root: `partial` until [`Lxcf::install`] renames it.
+    pub(crate) fn undo_root<'a>(&'a self, r: &Reserved, undo: &mut Undo<'a>) -> Rc<Cell<bool>> {
+        let renamed = Rc::new(Cell::new(false));
+        let (flag, partial, dir) = (renamed.clone(), r.partial.clone(), r.dir.clone());
+        undo.push(format!("remove {}", partial.display()), move || {
+            let p: &Path = if flag.get() { &dir } else { &partial };
+            self.remove_root(p)
+        });
+        renamed
+    }
+
+    /// Removes a container root: whatever is still mounted below it first (its
+    /// data is not the container's), then the root without leaving it.
+    pub(crate) fn remove_root(&self, dir: &Path) -> Result<()> {
+        self.host.unmount_below(dir)?;
+        Ok(storage::remove_root(dir)?)
+    }
 }

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{undo_root, Container, Hold, State, Undo, VERSION};
+use super::intent::Intent;
+use super::{Container, Hold, State, Undo, VERSION};
 use crate::error::Result;
+use crate::fault::crash_point;
 use crate::name::Name;
 use crate::net::Hosts;
 use crate::resources::{self, Request, Settings};
@@ -53,16 +55,17 @@ impl Lxcf {
         let model = model.unwrap_or(self.cfg.model);
         let hosts = Hosts::new(&self.cfg.hosts);
         let mut undo = Undo::default();
-        let r = self.reserve(&hosts, name, &mut undo)?;
+        let r = self.reserve(&hosts, name, Intent::Sysgen, &mut undo)?;
         tracing::info!("{name}: address {}, building a {model} root in {}", r.ip, r.partial.display());
         let t = std::time::Instant::now();
         let progress = Arc::new(Progress::default());
         let shown = self.report.copying(&format!("{name}: building its root"), progress.clone());
         let ctl = Control { progress: Some(&progress), ..Default::default() };
         // Registered first: a panic in the copy unwinds through the undo too.
-        let renamed = undo_root(&r, &mut undo);
+        let renamed = self.undo_root(&r, &mut undo);
         let built = rootfs::create(model, &self.cfg.source, &r.partial, &[&self.cfg.root], &ctl)?;
         drop(shown);
+        crash_point("sysgen:built");
         let (backend, stats) = (built.backend, built.stats);
         tracing::info!(
             "{name}: root built in {:.2} s ({}{} files, {} MiB copied, {} by reflink)",

@@ -237,12 +237,137 @@ fn erase_refuses_others_and_cleans_leftovers() {
     assert!(matches!(e.erase("other"), Err(Error::Foreign(_))));
     assert!(e.fake.names().contains(&"other".to_string()));
     assert!(matches!(e.erase("Bad/"), Err(Error::Name(_))));
-    // What a killed sysgen leaves: a partial directory and a hosts line.
+    // What a killed sysgen leaves: a partial directory lxcf recorded, a hosts line.
     fs::create_dir_all(e.cfg().root.join("half.partial/etc")).unwrap();
+    e.lx.record_root("half").unwrap();
     Hosts::new(&e.cfg().hosts).add("10.7.0.2".parse().unwrap(), "half").unwrap();
     let done = e.erase("half").unwrap();
     assert_eq!(done, Erased { domain: false, dir: true, hosts_line: true });
     assert!(!e.cfg().root.join("half.partial").exists());
+    assert!(!e.lx.recorded("half"));
+}
+
+/// `[Paths] root` may hold directories of others (`/srv/lxc/backup`): erase removes
+/// only roots lxcf recorded, or that an lxcf domain names.
+#[test]
+fn a_directory_lxcf_did_not_make_is_not_erased() {
+    let e = env();
+    fs::create_dir_all(e.cfg().root.join("backup/data")).unwrap();
+    fs::create_dir_all(e.cfg().root.join("other.partial")).unwrap();
+    let before = snapshot(&e);
+    for n in ["backup", "other"] {
+        let err = e.erase(n).unwrap_err();
+        assert!(matches!(err, Error::NotOurs { .. }), "{n}: {err}");
+        assert_eq!(err.kind(), crate::Kind::Conflict);
+        assert!(err.to_string().contains("was not made by lxcf"), "{err}");
+    }
+    assert_eq!(snapshot(&e), before);
+}
+
+/// What records a killed command: its intent, whose lock is free. The next command
+/// (any) undoes a sysgen or clone, finishes an erase, puts a resource change back,
+/// and says so.
+#[test]
+fn the_next_command_settles_what_a_killed_one_left() {
+    #[derive(Default)]
+    struct Notes(std::sync::Mutex<Vec<String>>);
+    impl crate::Reporter for Notes {
+        fn found(&self, what: &str) {
+            self.0.lock().unwrap().push(what.into());
+        }
+    }
+    let e = env();
+    let before = snapshot(&e);
+    let notes = Arc::new(Notes::default());
+    let lx = e.with_cfg(e.cfg().clone()).with_reporter(notes.clone());
+    for n in ["web1", "db1", "app"] {
+        e.sysgen(n).unwrap();
+    }
+    let app = Name::new("app").unwrap();
+    e.lx.tune(&app, &[crate::resources::Request::Cpun("1".into())]).unwrap();
+    let was = e.fake.state().containers["app"].spec.resources.clone();
+    // A sysgen killed after it had done everything but forget its intent.
+    e.lx.begin("web1", intent::Intent::Sysgen).unwrap().keep();
+    // An erase killed after it stopped and undefined db1.
+    e.lx.begin("db1", intent::Intent::Erase).unwrap().keep();
+    e.fake.state().containers.remove("db1");
+    // A resource change killed after it was made: its intent still says how it was.
+    e.lx.begin("app", intent::Intent::Tune { before: crate::resources::Settings::default() }).unwrap().keep();
+    lx.containers().unwrap();
+    assert!(notes.0.lock().unwrap().is_empty(), "only commands recover: {:?}", notes.0.lock().unwrap());
+
+    let names = lx.list(Duration::from_millis(1)).unwrap().into_iter().map(|s| s.container.name).collect::<Vec<_>>();
+    assert_eq!(names, ["app"]);
+    let mut notes = notes.0.lock().unwrap().clone();
+    notes.sort();
+    assert_eq!(
+        notes,
+        [
+            "an interrupted `lxcf erase db1` was finished",
+            "an interrupted `lxcf sysgen web1` was undone",
+            "an interrupted resource change of app was put back"
+        ]
+    );
+    assert_ne!(was, crate::resources::Settings::default());
+    let s = e.fake.state();
+    assert_eq!((s.containers["app"].spec.resources.cpus.clone(), s.containers["app"].live.cpus.clone()), (None, None));
+    drop(s);
+    let (files, hosts, _) = snapshot(&e);
+    assert!(files.iter().all(|f| f.starts_with(e.cfg().root.join("app"))), "{files:?}");
+    assert_eq!(hosts.lines().filter(|l| l.contains("web1") || l.contains("db1")).count(), 0, "{hosts}");
+    assert!(!e.lx.recorded("web1") && !e.lx.recorded("db1") && e.lx.recorded("app"));
+    assert_ne!(snapshot(&e), before);
+    // Nothing is left to settle.
+    assert!(e.lx.intent_names().unwrap().is_empty());
+}
+
+/// A name whose intent's lock is held belongs to a command still running: left alone.
+#[test]
+fn an_intent_whose_command_runs_is_left_alone() {
+    let e = env();
+    e.sysgen("web1").unwrap();
+    let held = e.lx.name_lock("web1").unwrap();
+    e.lx.begin("web1", intent::Intent::Sysgen).unwrap().keep();
+    e.list().unwrap();
+    e.lx.list(Duration::from_millis(1)).unwrap();
+    assert_eq!(e.list().unwrap().len(), 1);
+    drop(held);
+    e.lx.list(Duration::from_millis(1)).unwrap();
+    assert!(e.list().unwrap().is_empty());
+}
+
+#[test]
+fn check_finds_and_repairs_what_is_safe() {
+    let e = env();
+    e.sysgen("web1").unwrap();
+    e.sysgen("db1").unwrap();
+    let hosts = Hosts::new(&e.cfg().hosts);
+    hosts.remove("web1").unwrap();
+    hosts.add("10.7.0.5".parse().unwrap(), "ghost").unwrap();
+    fs::create_dir_all(e.cfg().root.join("half.partial/etc")).unwrap();
+    e.lx.record_root("half").unwrap();
+    e.lx.record_root("gone").unwrap();
+    fs::remove_dir_all(e.cfg().root.join("db1")).unwrap();
+    fs::create_dir_all(e.cfg().root.join("stray")).unwrap();
+    let r = e.lx.check(false).unwrap();
+    let found: Vec<(&str, &str)> = r.findings.iter().map(|f| (f.check, f.name.as_str())).collect();
+    for want in [
+        ("hosts-missing", "web1"),
+        ("hosts-stale", "ghost"),
+        ("partial", "half"),
+        ("record", "gone"),
+        ("root-missing", "db1"),
+        ("orphan-root", "stray"),
+    ] {
+        assert!(found.contains(&want), "{want:?} in {found:?}");
+    }
+    assert!(r.findings.iter().all(|f| !f.repaired));
+    let r = e.lx.check(true).unwrap();
+    let left: Vec<&str> = r.left().map(|f| f.check).collect();
+    assert_eq!(left, ["root-missing", "orphan-root"], "{r:?}");
+    assert!(e.cfg().root.join("stray").exists(), "not lxcf's: not touched");
+    let r = e.lx.check(false).unwrap();
+    assert_eq!(r.findings.iter().map(|f| f.check).collect::<Vec<_>>(), ["root-missing", "orphan-root"]);
 }
 
 #[test]

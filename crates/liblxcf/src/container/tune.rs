@@ -8,10 +8,12 @@
 
 use std::path::PathBuf;
 
+use super::intent::Intent;
 use super::{Hold, State, Undo};
 use crate::error::Result;
+use crate::fault::crash_point;
 use crate::name::Name;
-use crate::resources::{self, fmt_size, CpuQuota, Request, Setting, Throttle};
+use crate::resources::{self, fmt_size, CpuQuota, Request, Setting, Settings, Throttle};
 use crate::rootfs::storage::{self, Backend};
 use crate::Lxcf;
 
@@ -37,15 +39,41 @@ impl Lxcf {
         let mut now = self.rt.spec(name)?.resources;
         let changes = resources::plan(reqs, &now, &*self.host)?;
         let mut undo = Undo::default();
+        undo.intent(self.begin(name, Intent::Tune { before: now.clone() })?);
         for c in &changes {
             // Registered first: a change can fail half-way (definition changed, kernel not).
             let back = now.restoring(c);
             undo.push(format!("put {} of {name} back", c.command()), move || self.set(name, &back, live));
             self.set(name, c, live)?;
+            crash_point(&format!("tune:{}", c.command()));
             now.apply(c);
         }
         undo.commit();
         Ok(Applied { changes, live })
+    }
+
+    /// Puts `name`'s settings back to `before`: its definition and, if it runs, the
+    /// container itself. What lxcf applies itself (CPUs, NUMA nodes, network rates)
+    /// is applied again whether the definition changed or not: a command killed after
+    /// changing the definition back may not have reached the kernel.
+    pub(crate) fn restore(&self, name: &str, before: &Settings) -> Result<()> {
+        let Some(i) = self.rt.get(name)? else { return Ok(()) };
+        let live = i.state.is_active();
+        for s in self.rt.spec(name)?.resources.changes_to(before) {
+            self.set(name, &s, live)?;
+        }
+        if let Some(l) = self.rt.live(name)?.filter(|_| live) {
+            for s in [Setting::Cpus(before.cpus.clone()), Setting::Nodes(before.nodes.clone())] {
+                self.apply_live(name, &l, &s)?;
+            }
+            if before.net_in.is_some()
+                || before.net_out.is_some()
+                || self.host.effective(&l).is_ok_and(|e| e.net_in.is_some() || e.net_out.is_some())
+            {
+                self.apply_live(name, &l, &Setting::Net { inbound: before.net_in, outbound: before.net_out })?;
+            }
+        }
+        Ok(())
     }
 
     /// One change: the definition, and the running container if `live`, by the

@@ -394,6 +394,26 @@ pub fn remove_container_cgroups(mountinfo: &str, name: &str) -> Result<usize, Io
     Ok(removed)
 }
 
+/// The names that have `/lxcf/NAME` in some hierarchy of `mountinfo`.
+pub fn container_cgroup_names(mountinfo: &str) -> Result<std::collections::BTreeSet<String>, IoError> {
+    let mut out = std::collections::BTreeSet::new();
+    for m in cgroup_mounts(mountinfo).iter().filter(|m| m.root == "/") {
+        let dir = m.at.join(LXCF_CGROUP);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(error::io("read", &dir)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(error::io("read", &dir))?;
+            if e.file_type().map_err(error::io("stat", &e.path()))?.is_dir() {
+                out.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Removes a cgroup and its descendants, deepest first (a cgroup file system only
 /// lets empty directories go, with rmdir). A missing one is not an error.
 fn remove_tree(dir: &Path) -> Result<usize, IoError> {

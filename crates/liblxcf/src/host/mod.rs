@@ -72,6 +72,16 @@ pub trait Host: Send + Sync {
     fn shape(&self, name: &str, live: &Live, inbound: Option<u64>, outbound: Option<u64>) -> Result<(), HostError>;
     /// Removes the cgroups lxcf's init made for a container that no longer runs.
     fn remove_cgroups(&self, name: &str) -> Result<usize, HostError>;
+    /// Kills a running container's init (and with it every process of its PID
+    /// namespace) with SIGKILL. `false`: it had no init (any more).
+    fn kill(&self, live: &Live) -> Result<bool, HostError>;
+    /// Detaches whatever is mounted at or below `dir` in lxcf's mount namespace,
+    /// deepest first; how many mounts went.
+    fn unmount_below(&self, dir: &Path) -> Result<usize, HostError>;
+    /// What is mounted at or below `dir` in lxcf's mount namespace.
+    fn mounts_below(&self, dir: &Path) -> Result<Vec<PathBuf>, HostError>;
+    /// The names that have `/lxcf/NAME` cgroups in some hierarchy.
+    fn cgroup_names(&self) -> Result<std::collections::BTreeSet<String>, HostError>;
 }
 
 /// The machine lxcf runs on.
@@ -177,8 +187,60 @@ impl Host for System {
     }
 
     fn remove_cgroups(&self, name: &str) -> Result<usize, HostError> {
+        Ok(cgroup::remove_container_cgroups(&self.mountinfo()?, name)?)
+    }
+
+    fn kill(&self, live: &Live) -> Result<bool, HostError> {
+        let Some(init) = self.init_of(live.monitor)? else { return Ok(false) };
+        let Some(pid) = rustix::process::Pid::from_raw(init as i32) else { return Ok(false) };
+        // A pidfd first, then a check that it is still the monitor's child: a PID
+        // read from /proc may have been reused by another process meanwhile.
+        let fd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Ok(false),
+            Err(e) => return Err(error::io("open a pidfd of", &self.proc.join(init.to_string()))(e).into()),
+        };
+        if self.init_of(live.monitor)? != Some(init) {
+            return Ok(false);
+        }
+        match rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::SRCH) => Ok(false),
+            Err(e) => Err(error::io("kill", &self.proc.join(init.to_string()))(e).into()),
+        }
+    }
+
+    fn mounts_below(&self, dir: &Path) -> Result<Vec<PathBuf>, HostError> {
+        Ok(self
+            .mountinfo()?
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|m| PathBuf::from(cgroup::unescape_mountinfo(m)))
+            .filter(|m| m.starts_with(dir))
+            .collect())
+    }
+
+    fn cgroup_names(&self) -> Result<std::collections::BTreeSet<String>, HostError> {
+        Ok(cgroup::container_cgroup_names(&self.mountinfo()?)?)
+    }
+
+    fn unmount_below(&self, dir: &Path) -> Result<usize, HostError> {
+        let mut points = self.mounts_below(dir)?;
+        // Deepest first; a path mounted over twice is listed twice.
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in &points {
+            match rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
+                Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(error::io("unmount", p)(e).into()),
+            }
+        }
+        Ok(points.len())
+    }
+}
+
+impl System {
+    fn mountinfo(&self) -> Result<String, HostError> {
         let mi = self.proc.join("self/mountinfo");
-        let text = std::fs::read_to_string(&mi).map_err(error::io("read", &mi))?;
-        Ok(cgroup::remove_container_cgroups(&text, name)?)
+        Ok(std::fs::read_to_string(&mi).map_err(error::io("read", &mi))?)
     }
 }

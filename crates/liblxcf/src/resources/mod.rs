@@ -122,7 +122,7 @@ pub enum BytesError {
 }
 
 /// A set of CPU or NUMA node numbers, written like `0-3,6`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct IdSet(BTreeSet<u32>);
 
 impl IdSet {
@@ -207,7 +207,7 @@ impl fmt::Display for IdSet {
 }
 
 /// One of the four block I/O throttles, per device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Throttle {
     ReadBps,
     WriteBps,
@@ -244,7 +244,7 @@ impl Throttle {
 }
 
 /// A CFS bandwidth limit, in µs of CPU time per period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuQuota {
     pub period: u64,
     pub quota: u64,
@@ -268,7 +268,7 @@ impl CpuQuota {
 
 /// Every setting lxcf manages, as recorded for a container; `None` (or no entry) is
 /// no limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// CPUs it may run on (cpun).
     pub cpus: Option<IdSet>,
@@ -281,11 +281,30 @@ pub struct Settings {
     /// Memory plus swap, bytes (memswlimit).
     pub memsw: Option<u64>,
     /// Per whole-disk device: bytes or operations per second.
+    #[serde(with = "blkio_list")]
     pub blkio: BTreeMap<(PathBuf, Throttle), u64>,
     /// Network bytes per second into the container (net_in).
     pub net_in: Option<u64>,
     /// ... and out of it (net_out).
     pub net_out: Option<u64>,
+}
+
+/// The block I/O throttles as a list in JSON, whose map keys must be strings.
+mod blkio_list {
+    use super::Throttle;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    type Map = BTreeMap<(PathBuf, Throttle), u64>;
+
+    pub fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
+        m.iter().map(|((d, t), v)| (d, t, v)).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        Ok(Vec::<(PathBuf, Throttle, u64)>::deserialize(d)?.into_iter().map(|(d, t, v)| ((d, t), v)).collect())
+    }
 }
 
 /// One change of a [`Settings`]; `None` removes the limit.

@@ -63,6 +63,7 @@ pub struct Built {
 pub fn create(model: Model, source: &Path, dest: &Path, skip: &[&Path], ctl: &copy::Control) -> Result<Built> {
     let bulk = ENTRIES.iter().any(|e| e.path == "usr" && e.action(model) == Action::Copy);
     if bulk && storage::snapshot(source, dest)? {
+        crate::fault::crash_point("rootfs:snapshot");
         match fill(model, source, dest, Base::Snapshot, skip, ctl) {
             Ok(stats) => return Ok(Built { backend: Backend::Btrfs, snapshot: true, stats }),
             Err(e) => {
@@ -148,6 +149,7 @@ fn fill(model: Model, source: &Path, dest: &Path, base: Base, skip: &[&Path], ct
     // All trees with one set of workers: /usr (separate) dwarfs the rest, and the
     // workers share its directories.
     let total = copy::copy_trees(&jobs, ctl)?;
+    crate::fault::crash_point("rootfs:copied");
     if let Some(t) = trim {
         t.finish()?;
     }

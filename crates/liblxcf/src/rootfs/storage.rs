@@ -125,33 +125,119 @@ pub fn create_root(path: &Path) -> Result<Backend> {
     Ok(Backend::Dir)
 }
 
-/// Removes a root, whichever backend it uses. A subvolume that holds other
-/// subvolumes (made inside the container) is removed file by file, as a directory.
+/// Removes a root, whichever backend it uses, without ever leaving it: it does not
+/// enter another mount (a bind mount left in a stopped container's root would
+/// otherwise take the host's data with it; the caller unmounts what it knows of
+/// first, this refuses what remains), and clears the immutable and append-only
+/// flags (chattr) that a container's root user may have set where they stand in
+/// the way. A subvolume that holds other subvolumes (made inside the container) is
+/// removed file by file, as a directory.
 pub fn remove_root(path: &Path) -> Result<()> {
     let (parent, name) = split(path)?;
     let fd = match rustix::fs::openat(&parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
     {
-        Ok(fd) => Some(fd),
-        // Not a directory (a symlink or file put there): removed as it is, below.
-        Err(Errno::NOTDIR | Errno::LOOP) => None,
+        Ok(fd) => fd,
+        // Not a directory (a symlink or file put there): removed as it is.
+        Err(Errno::NOTDIR | Errno::LOOP) => return unlink(&parent, name, path, false),
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(io("open", path)(e)),
     };
-    if let Some(fd) = fd.filter(|fd| is_subvolume(fd).unwrap_or(false)) {
-        drop(fd);
+    let top = rustix::fs::statx(&fd, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).map_err(io("stat", path))?;
+    let parent_mnt = rustix::fs::statx(&parent, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).map_err(io("stat", path))?;
+    if top.stx_mnt_id != parent_mnt.stx_mnt_id {
+        return Err(io("remove (it is a mount point)", path)(Errno::BUSY));
+    }
+    if is_subvolume(&fd).unwrap_or(false) {
         match btrfs::subvol_destroy(&parent, name) {
             Ok(()) => return Ok(()),
             Err(Errno::NOTEMPTY) => tracing::debug!("{}: holds subvolumes; removing it file by file", path.display()),
             Err(e) => return Err(io("delete btrfs subvolume", path)(e)),
         }
     }
-    // remove_dir_all never follows symlinks; since Linux 4.18 it also removes
-    // empty subvolumes (rmdir).
-    let r = match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.is_dir() => std::fs::remove_file(path),
-        _ => std::fs::remove_dir_all(path),
+    remove_inside(&fd, path, top.stx_mnt_id)?;
+    drop(fd);
+    // Since Linux 4.18 rmdir also removes an empty subvolume.
+    unlink(&parent, name, path, true)
+}
+
+/// Removes everything in the directory `dir` (at `path`), staying on the mount `mnt`.
+fn remove_inside(dir: &OwnedFd, path: &Path, mnt: u64) -> Result<()> {
+    let names: Vec<std::ffi::OsString> = names_in(dir).map_err(io("read", path))?;
+    for name in names {
+        let p = path.join(&name);
+        match unlink(dir, &name, &p, false) {
+            Ok(()) => continue,
+            Err(e) if e.source.raw_os_error() == Some(libc::EISDIR) => {}
+            Err(e) => return Err(e),
+        }
+        let sub =
+            match rustix::fs::openat(dir, &name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(io("open", &p)(e)),
+            };
+        let st = rustix::fs::statx(&sub, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).map_err(io("stat", &p))?;
+        if st.stx_mnt_id != mnt {
+            return Err(io("remove (another file system is mounted there)", &p)(Errno::BUSY));
+        }
+        remove_inside(&sub, &p, mnt)?;
+        drop(sub);
+        unlink(dir, &name, &p, true)?;
+    }
+    Ok(())
+}
+
+/// The names in a directory, `.` and `..` aside.
+fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    Ok(out)
+}
+
+/// unlinkat, clearing the immutable and append-only flags of the entry and of its
+/// directory when they forbid it (EPERM), once.
+fn unlink(dir: &OwnedFd, name: &OsStr, path: &Path, is_dir: bool) -> Result<()> {
+    let flags = if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+    match rustix::fs::unlinkat(dir, name, flags) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::PERM) => {}
+        Err(e) => return Err(io("remove", path)(e)),
+    }
+    unflag(dir).map_err(io("clear the flags of the directory of", path))?;
+    // Only files and directories carry the flags; opening anything else (a device
+    // node planted by the container) could act on a device.
+    let kind = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode));
+    if matches!(kind, Ok(rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory)) {
+        if let Ok(fd) = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+        {
+            unflag(&fd).map_err(io("clear the flags of", path))?;
+        }
+    }
+    match rustix::fs::unlinkat(dir, name, flags) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(io("remove", path)(e)),
+    }
+}
+
+/// Clears the immutable and append-only flags of an open file or directory. Files
+/// that have no flags (devices, FIFOs: ENOTTY) are left as they are.
+pub(crate) fn unflag(fd: &OwnedFd) -> rustix::io::Result<()> {
+    use rustix::fs::IFlags;
+    let flags = match rustix::fs::ioctl_getflags(fd) {
+        Ok(f) => f,
+        Err(Errno::NOTTY | Errno::INVAL | Errno::OPNOTSUPP) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    r.map_err(crate::error::io("remove", path))
+    if flags.intersects(IFlags::IMMUTABLE | IFlags::APPEND) {
+        rustix::fs::ioctl_setflags(fd, flags - IFlags::IMMUTABLE - IFlags::APPEND)?;
+    }
+    Ok(())
 }
 
 /// How [`clone_root`] made the copy.

@@ -27,6 +27,9 @@ pub enum RuntimeError {
     Connect { uri: String, msg: String },
     #[error("cannot {op} {object}: {msg}")]
     Op { op: &'static str, object: String, msg: String },
+    /// The connection to the runtime broke during the command (libvirtd stopped).
+    #[error("cannot {op} {object}: the connection to libvirt was lost ({msg})")]
+    Lost { op: &'static str, object: String, msg: String },
 }
 
 /// What lxcf records about a container with the runtime (libvirt: lxcf's element in
@@ -91,6 +94,8 @@ pub struct Instance {
     pub name: String,
     pub state: State,
     pub autostart: bool,
+    /// Defined to outlive a stop; `false`: a transient domain, gone when it stops.
+    pub persistent: bool,
     /// `None`: not made by lxcf.
     pub meta: Option<Meta>,
 }

@@ -2,6 +2,7 @@
 //! library's front ([`liblxcf::Lxcf`]) and prints; none of them knows the runtime.
 
 pub mod batch;
+pub mod check;
 pub mod clone;
 pub mod completions;
 pub mod console;

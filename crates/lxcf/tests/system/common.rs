@@ -64,11 +64,13 @@ pub struct Opts {
     pub forward: &'static str,
     /// Run while no other test of this suite runs (`heavy_lock`).
     pub alone: bool,
+    /// The size of the `storage` image (as truncate takes it).
+    pub size: &'static str,
 }
 
 impl Default for Opts {
     fn default() -> Opts {
-        Opts { storage: None, model: "joint", prefix_len: 24, forward: "none", alone: false }
+        Opts { storage: None, model: "joint", prefix_len: 24, forward: "none", alone: false, size: "2G" }
     }
 }
 
@@ -146,7 +148,7 @@ impl Env {
             ),
         )
         .unwrap();
-        let image = o.storage.map(|fs| Image::new(fs, dir.path().join(format!("{fs}.img")), &root));
+        let image = o.storage.map(|fs| Image::sized(fs, o.size, dir.path().join(format!("{fs}.img")), &root));
         let env = Env { image, dir, config, root, hosts, net, gateway, prefix: format!("lxcft{slot}-"), _slot: lock, _heavy: heavy };
         // What a killed earlier run may have left in this slot.
         env.cleanup();
@@ -316,10 +318,16 @@ pub struct Image {
 
 impl Image {
     pub fn new(fs: &str, file: PathBuf, mnt: &Path) -> Image {
-        run(Command::new("truncate").args(["-s", "2G"]).arg(&file)).ok("truncate");
+        Image::sized(fs, "2G", file, mnt)
+    }
+
+    /// An image of `size` (as truncate takes it: 400M).
+    pub fn sized(fs: &str, size: &str, file: PathBuf, mnt: &Path) -> Image {
+        run(Command::new("truncate").args(["-s", size]).arg(&file)).ok("truncate");
         let mut mkfs = Command::new(format!("mkfs.{fs}"));
         match fs {
             "xfs" => mkfs.args(["-q", "-f", "-m", "reflink=1"]),
+            "ext4" => mkfs.args(["-q", "-F"]),
             _ => mkfs.args(["-q", "-f"]),
         };
         run(mkfs.arg(&file)).ok("mkfs");

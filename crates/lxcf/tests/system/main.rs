@@ -14,6 +14,7 @@ mod concurrent;
 mod copy;
 mod deploy;
 mod enter;
+mod faults;
 mod fleet;
 mod lifecycle;
 mod resources;

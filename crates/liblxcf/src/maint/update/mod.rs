@@ -276,6 +276,12 @@ pub fn pending(cfg: &Config) -> bool {
     update_dir(cfg).join(journal::FILE).exists()
 }
 
+/// An interrupted update that `name` takes part in is not finished: its root may be
+/// half committed, so it must not start.
+pub fn pending_for(cfg: &Config, name: &str) -> bool {
+    pending(cfg) && Journal::read(&update_dir(cfg)).ok().flatten().is_none_or(|j| j.members.iter().any(|m| m.name == name))
+}
+
 use crate::fault::crash_point;
 
 /// Runs the command for the containers and the host: `lxcf update`.

@@ -259,3 +259,40 @@ fn a_stop_failure_rolls_back() {
     assert_eq!(snapshot(&e), before);
     assert!(!pending(e.cfg()));
 }
+
+/// An update that cannot be finished (here its journal is damaged) is reported by
+/// every command, which then goes on: `list` works. Containers that may take part in
+/// it refuse to start until it is finished; with a readable journal, only its members.
+#[test]
+fn an_update_that_cannot_finish_blocks_only_its_members() {
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<String>>);
+    impl crate::Reporter for Notes {
+        fn found(&self, what: &str) {
+            self.0.lock().unwrap().push(what.into());
+        }
+    }
+    let e = env(&[("a", Model::Joint), ("b", Model::Joint)]);
+    e.stop("a").unwrap();
+    e.stop("b").unwrap();
+    let dir = update_dir(e.cfg());
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(journal::FILE), "{ damaged").unwrap();
+
+    let notes = Arc::new(Notes::default());
+    let lx = e.with_cfg(e.cfg().clone()).with_reporter(notes.clone());
+    assert_eq!(lx.list(std::time::Duration::from_millis(1)).unwrap().len(), 2, "list works");
+    assert!(notes.0.lock().unwrap()[0].starts_with("an interrupted `lxcf update` cannot be finished: "), "{:?}", notes.0.lock().unwrap());
+    let one = |n: &str| lx.start(&[Name::new(n).unwrap()], 1, &|_, _| {}).unwrap().pop().unwrap().1;
+    let err = one("a").unwrap_err();
+    assert!(matches!(err, Error::UpdatePending(ref n) if n == "a"), "{err}");
+    assert_eq!(err.kind(), crate::Kind::Conflict);
+
+    // Readable: only the members are held back.
+    let m = Member { name: "a".into(), model: "joint".into(), root: e.cfg().root.join("a"), was_running: false };
+    let j = Journal { phase: Phase::Commit, command: vec!["dpkg".into()], host: true, host_started: true, members: vec![m] };
+    j.write(&dir).unwrap();
+    assert!(pending_for(e.cfg(), "a") && !pending_for(e.cfg(), "b"));
+    fs::write(dir.join(journal::FILE), "{ damaged").unwrap();
+    assert!(pending_for(e.cfg(), "b"), "unreadable: any container may take part");
+}

@@ -27,7 +27,16 @@ pub struct Libvirt {
 }
 
 pub(super) fn op<'a>(op: &'static str, object: &'a str) -> impl FnOnce(virt::error::Error) -> RuntimeError + 'a {
-    move |e| RuntimeError::Op { op, object: object.to_string(), msg: e.message().to_string() }
+    move |e| {
+        let (object, msg) = (object.to_string(), e.message().to_string());
+        // libvirtd went away: its RPC layer fails every call on the connection.
+        let lost = e.domain() == virt::enumutil::Enum::Known(virt::error::ErrorDomain::Rpc) || is(&e, ErrorNumber::NoConnect);
+        if lost {
+            RuntimeError::Lost { op, object, msg }
+        } else {
+            RuntimeError::Op { op, object, msg }
+        }
+    }
 }
 
 fn is(e: &virt::error::Error, n: ErrorNumber) -> bool {
@@ -67,12 +76,13 @@ impl Libvirt {
             _ => State::Unknown,
         };
         let autostart = d.autostart().map_err(op("read autostart of", &name))?;
+        let persistent = d.is_persistent().map_err(op("read persistence of", &name))?;
         let meta = match d.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(xml::NS), 0) {
             Ok(x) => xml::parse_meta(&x),
             Err(e) if is(&e, ErrorNumber::NoDomainMetadata) => None,
             Err(e) => return Err(op("read metadata of", &name)(e)),
         };
-        Ok(Instance { name, state, autostart, meta })
+        Ok(Instance { name, state, autostart, persistent, meta })
     }
 
     fn wait_inactive(&self, d: &VDomain, name: &str, timeout: Duration) -> Result<bool, RuntimeError> {
