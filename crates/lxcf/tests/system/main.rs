@@ -15,6 +15,7 @@ mod copy;
 mod deploy;
 mod enter;
 mod fleet;
+mod hosts;
 mod lifecycle;
 mod resources;
 mod separate;
