@@ -249,6 +249,12 @@ const STEPS: [&str; 9] = [
     "wait for the command",
     "run",
 ];
+const STEP_CGROUPS: u8 = 0;
+const STEP_SETNS: u8 = 1;
+const STEP_CHDIR: u8 = 2;
+const STEP_FDS: u8 = 3;
+const STEP_CAPS: u8 = 4;
+const STEP_DUMPABLE: u8 = 5;
 const STEP_FORK: u8 = 6;
 const STEP_WAIT: u8 = 7;
 const STEP_EXEC: u8 = 8;
@@ -296,32 +302,32 @@ fn enter_all(plan: &Plan, pipe: &OwnedFd) -> Result<(), (u8, Errno)> {
     for p in &plan.cgroup_procs {
         // "0" is the writing process itself.
         let r = rustix::fs::open(p.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).and_then(|fd| rustix::io::write(&fd, b"0"));
-        r.map_err(|e| (0, e))?;
+        r.map_err(|e| (STEP_CGROUPS, e))?;
     }
-    rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), plan.namespaces).map_err(|e| (1, e))?;
-    rustix::process::chdir(c"/").map_err(|e| (2, e))?;
-    close_all_but(pipe.as_raw_fd()).map_err(|e| (3, e))?;
+    rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), plan.namespaces).map_err(|e| (STEP_SETNS, e))?;
+    rustix::process::chdir(c"/").map_err(|e| (STEP_CHDIR, e))?;
+    close_all_but(pipe.as_raw_fd()).map_err(|e| (STEP_FDS, e))?;
     for &c in &plan.drop_caps {
         let set = CapabilitySet::from_bits_retain(1 << c);
-        rustix::thread::remove_capability_from_bounding_set(set).map_err(|e| (4, e))?;
+        rustix::thread::remove_capability_from_bounding_set(set).map_err(|e| (STEP_CAPS, e))?;
     }
     // The bounding set only limits what an exec grants; what the process holds now
     // is cut to it too, so that nothing in it outlasts the exec or can be taken over
     // (ptrace) before it.
-    let now = rustix::thread::capabilities(None).map_err(|e| (4, e))?;
+    let now = rustix::thread::capabilities(None).map_err(|e| (STEP_CAPS, e))?;
     let sets = CapabilitySets {
         effective: now.effective & plan.keep_caps,
         permitted: now.permitted & plan.keep_caps,
         inheritable: CapabilitySet::empty(),
     };
-    rustix::thread::set_capabilities(None, sets).map_err(|e| (4, e))?;
-    rustix::thread::clear_ambient_capability_set().map_err(|e| (4, e))?;
+    rustix::thread::set_capabilities(None, sets).map_err(|e| (STEP_CAPS, e))?;
+    rustix::thread::clear_ambient_capability_set().map_err(|e| (STEP_CAPS, e))?;
     // Until its exec the command's process holds a copy of lxcf's memory. Not dumpable,
     // it cannot be ptraced or its /proc/PID files opened without CAP_SYS_PTRACE over
     // lxcf's user namespace: this keeps out the root of a container with a user
     // namespace of its own (a container without one has that capability, and finds
     // only what step 4 left). The exec makes the command dumpable again.
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable).map_err(|e| (5, e))?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable).map_err(|e| (STEP_DUMPABLE, e))?;
     Ok(())
 }
 
