@@ -48,6 +48,12 @@ fn quiet() -> bool {
     QUIET.load(Ordering::SeqCst) != 0
 }
 
+/// Held by every unit test that makes a [`Quiet`], itself or through a batch: the
+/// count is process-wide and tests run in parallel threads, so one test's guard
+/// made another's "no guard left" check fail now and then.
+#[cfg(test)]
+pub(crate) static TEST_GUARDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The bar while a copy runs; cleared when dropped.
 pub struct Bar {
     stop: Arc<AtomicBool>,
@@ -122,6 +128,7 @@ mod tests {
 
     #[test]
     fn no_bar_while_a_quiet_guard_lives() {
+        let _alone = TEST_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
         let (a, b) = (Quiet::new(), Quiet::new());
         assert!(quiet());
         // Even on a terminal: no drawing thread.

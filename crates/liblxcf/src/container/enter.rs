@@ -2,36 +2,53 @@
 //! `virsh lxc-enter-namespace` does, with the exit status passed through and the
 //! caller's stdin, stdout and stderr connected.
 //!
-//! The parent keeps a pidfd of the container's init (so a reused PID cannot send us
-//! elsewhere), moves its *children* into the container's PID namespace, forks, and
-//! moves its own children back. The child, before anything else:
+//! The container's root user is hostile (docs/ARCHITECTURE.md): a process that
+//! appears in the container's PID namespace can be ptraced from inside, and its
+//! /proc/PID/root, cwd and fd/N opened there. So nothing appears there before it is
+//! wholly inside. lxcf keeps a pidfd of the container's init (so that a reused PID
+//! cannot send us elsewhere) and forks an *intermediate* process that stays in the
+//! host's PID namespace, where the container cannot see it, and:
 //! 1. joins the cgroups at the root of the container's cgroup namespace (what its
 //!    own cgroup mounts show as their roots): CPU, memory and tasks are accounted
 //!    to the container, its device rules apply to the command, and inside it the
 //!    command is in the root cgroup, as `virsh lxc-enter-namespace` puts it;
 //! 2. enters init's user (if another), IPC, UTS, network, cgroup and mount
-//!    namespaces in one setns; entering the mount namespace also sets its root and
-//!    working directory to the container's root (setns(2)), so no chroot is needed;
-//! 3. drops from its capability bounding set what init's lacks, so the command has
-//!    no more power than the container's own root processes;
-//! 4. restores SIGINT and SIGQUIT (the parent ignores them while it waits, as
-//!    system(3) does) and execs the command, searched in the container's PATH, with
-//!    a fresh environment (see [`environment`]).
+//!    namespaces and sets the PID namespace of its children, in one setns; entering
+//!    the mount namespace also sets its root and working directory to the
+//!    container's root (setns(2)), so no chroot is needed;
+//! 3. closes every file descriptor but stdin, stdout, stderr and the error pipe:
+//!    a descriptor inherited from lxcf's caller, opened from inside through
+//!    /proc/PID/fd/N, would lead to the host's files;
+//! 4. drops from its capability bounding set what init's lacks, keeps of its
+//!    permitted and effective sets only what that bounding set holds, and clears the
+//!    inheritable and ambient sets: a root process's exec gains the bounding set
+//!    plus the inheritable set, so an inheritable capability would come back;
+//! 5. makes itself not dumpable (its child keeps that until exec);
+//! 6. forks the command's process, which is born in the container's PID namespace
+//!    with all of the above, waits for it and exits with its exit status (128 +
+//!    the signal that killed it), forwarding nothing else.
 //!
-//! Everything the child needs is prepared before the fork: after fork in a
-//! possibly multi-threaded process the child only makes system calls.
+//! The command's process restores SIGINT and SIGQUIT (lxcf and the intermediate
+//! ignore them while they wait, as system(3) does), SIGPIPE (Rust ignores it) and
+//! an empty signal mask, and execs the command, searched in the container's PATH,
+//! with a fresh environment (see [`environment`]). A close-on-exec pipe reports a
+//! failed step with its errno, or nothing when exec succeeded.
+//!
+//! Everything both children need is prepared before the first fork: after fork in
+//! a possibly multi-threaded process a child only makes system calls.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags};
+use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
 use crate::host::cgroup::{cgroup_mounts, CgroupMount};
-use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnterError {
@@ -115,11 +132,18 @@ fn cgroup_procs_files(container: &[CgroupMount], ours: &[CgroupMount]) -> Vec<Pa
     out
 }
 
-/// Capabilities (numbers) that `last_cap` allows but the bounding set `capbnd`
-/// (hex, from /proc/PID/status) does not hold.
+/// The capability bounding set in `status` (the text of /proc/PID/status), limited
+/// to the capabilities up to `last_cap`; all of them when it has none.
+fn bounding_set(status: &str, last_cap: u32) -> u64 {
+    let all = if last_cap >= 63 { u64::MAX } else { (1u64 << (last_cap + 1)) - 1 };
+    let bnd = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    bnd.unwrap_or(u64::MAX) & all
+}
+
+/// Capabilities (numbers) that `last_cap` allows but the bounding set in `status`
+/// (/proc/PID/status) does not hold.
 fn caps_to_drop(status: &str, last_cap: u32) -> Vec<u32> {
-    let bnd =
-        status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(u64::MAX);
+    let bnd = bounding_set(status, last_cap);
     (0..=last_cap.min(63)).filter(|c| bnd & (1 << c) == 0).collect()
 }
 
@@ -127,14 +151,15 @@ fn ns_id(path: &Path) -> Result<u64, EnterError> {
     Ok(std::fs::metadata(path).map_err(inspect(path))?.ino())
 }
 
-/// Everything the child needs, made before the fork.
+/// Everything the children need, made before the first fork.
 pub struct Plan {
     pidfd: OwnedFd,
-    /// Our own PID namespace, to move our later children back into.
-    own_pid_ns: OwnedFd,
+    /// Entered by the intermediate; PROCESS_ID only moves its children.
     namespaces: ThreadNameSpaceType,
     cgroup_procs: Vec<CString>,
     drop_caps: Vec<u32>,
+    /// Init's bounding set: the most the command's process may hold.
+    keep_caps: CapabilitySet,
     // The strings, and NULL-terminated arrays of pointers into them for execvpe.
     _argv: Vec<CString>,
     _envp: Vec<CString>,
@@ -163,12 +188,12 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
     }
     let pid = Pid::from_raw(init as i32).ok_or(EnterError::NotContained(init))?;
     let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(|e| inspect(&dir)(e.into()))?;
-    let own_pid_ns = std::fs::File::open(own("pid")).map_err(inspect(&own("pid")))?.into();
     let mut namespaces = ThreadNameSpaceType::MOUNT
         | ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
         | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
         | ThreadNameSpaceType::NETWORK
-        | ThreadNameSpaceType::CONTROL_GROUP;
+        | ThreadNameSpaceType::CONTROL_GROUP
+        | ThreadNameSpaceType::PROCESS_ID;
     // Entering one's own user namespace again is refused (EINVAL): only when it differs.
     if ns_id(&ns("user"))? != ns_id(&own("user"))? {
         namespaces |= ThreadNameSpaceType::USER;
@@ -178,6 +203,7 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
     let status = std::fs::read_to_string(&status_path).map_err(inspect(&status_path))?;
     let last_cap = std::fs::read_to_string(proc.join("sys/kernel/cap_last_cap")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
     let drop_caps = caps_to_drop(&status, last_cap);
+    let keep_caps = CapabilitySet::from_bits_retain(bounding_set(&status, last_cap));
 
     let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(inspect(&p));
     let theirs = read(dir.join("mountinfo"))?;
@@ -199,10 +225,10 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Plan {
         pidfd,
-        own_pid_ns,
         namespaces,
         cgroup_procs,
         drop_caps,
+        keep_caps,
         argv_ptrs: pointers(&argv),
         envp_ptrs: pointers(&envp),
         _argv: argv,
@@ -211,44 +237,162 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
     })
 }
 
-/// What the child reports when a step fails, by index.
-const STEPS: [&str; 5] =
-    ["join the container's cgroups", "enter the container's namespaces", "change directory to /", "drop capabilities", "run"];
-const STEP_EXEC: u8 = 4;
+/// What a child reports when a step fails, by index.
+const STEPS: [&str; 9] = [
+    "join the container's cgroups",
+    "enter the container's namespaces",
+    "change directory to /",
+    "close inherited file descriptors",
+    "drop capabilities",
+    "make the process not dumpable",
+    "start a process",
+    "wait for the command",
+    "run",
+];
+const STEP_CGROUPS: u8 = 0;
+const STEP_SETNS: u8 = 1;
+const STEP_CHDIR: u8 = 2;
+const STEP_FDS: u8 = 3;
+const STEP_CAPS: u8 = 4;
+const STEP_DUMPABLE: u8 = 5;
+const STEP_FORK: u8 = 6;
+const STEP_WAIT: u8 = 7;
+const STEP_EXEC: u8 = 8;
 
-/// The child after fork: only system calls on data prepared in `plan`. Returns the
-/// step that failed and its error; on success exec does not return.
-fn child(plan: &Plan) -> (u8, rustix::io::Errno) {
+/// The errno of the last failed libc call (reading it allocates nothing).
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Reports a failed step through the error pipe and leaves the child with `code`.
+fn fail(pipe: &OwnedFd, step: u8, errno: Errno, code: i32) -> ! {
+    let mut msg = [0u8; 5];
+    msg[0] = step;
+    msg[1..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
+    let _ = rustix::io::write(pipe, &msg);
+    // SAFETY: leaves the child without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+fn close_all_but(keep: RawFd) -> Result<(), Errno> {
+    let max = libc::c_uint::MAX;
+    let ranges = match libc::c_uint::try_from(keep) {
+        Ok(k) if k >= 3 => [(3, k.saturating_sub(1)), (k.saturating_add(1), max)],
+        _ => [(3, max), (1, 0)],
+    };
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: only descriptors are closed; after this the child uses none but
+        // `keep` (the plan's pidfd has served its purpose, and the OwnedFds that hold
+        // the others are never dropped here: the child leaves by exec or _exit).
+        if unsafe { libc::close_range(first, last, 0) } != 0 {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
+}
+
+/// The intermediate's steps before it forks the command's process (module docs,
+/// 1 to 5): only system calls on memory prepared in `plan`.
+fn enter_all(plan: &Plan, pipe: &OwnedFd) -> Result<(), (u8, Errno)> {
     use rustix::fs::{Mode, OFlags};
     for p in &plan.cgroup_procs {
         // "0" is the writing process itself.
         let r = rustix::fs::open(p.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).and_then(|fd| rustix::io::write(&fd, b"0"));
-        if let Err(e) = r {
-            return (0, e);
-        }
+        r.map_err(|e| (STEP_CGROUPS, e))?;
     }
-    if let Err(e) = rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), plan.namespaces) {
-        return (1, e);
-    }
-    if let Err(e) = rustix::process::chdir(c"/") {
-        return (2, e);
-    }
+    rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), plan.namespaces).map_err(|e| (STEP_SETNS, e))?;
+    rustix::process::chdir(c"/").map_err(|e| (STEP_CHDIR, e))?;
+    close_all_but(pipe.as_raw_fd()).map_err(|e| (STEP_FDS, e))?;
     for &c in &plan.drop_caps {
-        let set = rustix::thread::CapabilitySet::from_bits_retain(1 << c);
-        if let Err(e) = rustix::thread::remove_capability_from_bounding_set(set) {
-            return (3, e);
-        }
+        let set = CapabilitySet::from_bits_retain(1 << c);
+        rustix::thread::remove_capability_from_bounding_set(set).map_err(|e| (STEP_CAPS, e))?;
     }
-    // SAFETY: SIG_DFL is a valid disposition; the parent ignores these while it waits
-    // and ignored signals stay ignored across exec.
+    // The bounding set only limits what an exec grants; what the process holds now
+    // is cut to it too, so that nothing in it outlasts the exec or can be taken over
+    // (ptrace) before it.
+    let now = rustix::thread::capabilities(None).map_err(|e| (STEP_CAPS, e))?;
+    let sets = CapabilitySets {
+        effective: now.effective & plan.keep_caps,
+        permitted: now.permitted & plan.keep_caps,
+        inheritable: CapabilitySet::empty(),
+    };
+    rustix::thread::set_capabilities(None, sets).map_err(|e| (STEP_CAPS, e))?;
+    rustix::thread::clear_ambient_capability_set().map_err(|e| (STEP_CAPS, e))?;
+    // Until its exec the command's process holds a copy of lxcf's memory. Not dumpable,
+    // it cannot be ptraced or its /proc/PID files opened without CAP_SYS_PTRACE over
+    // lxcf's user namespace: this keeps out the root of a container with a user
+    // namespace of its own (a container without one has that capability, and finds
+    // only what step 4 left). The exec makes the command dumpable again.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable).map_err(|e| (STEP_DUMPABLE, e))?;
+    Ok(())
+}
+
+/// The intermediate process (host PID namespace): enters, forks the command's
+/// process, relays its exit status. Never returns.
+fn intermediate(plan: &Plan, pipe: &OwnedFd) -> ! {
+    if let Err((step, e)) = enter_all(plan, pipe) {
+        fail(pipe, step, e, 126);
+    }
+    // SAFETY: the child only makes system calls on memory prepared before the first
+    // fork (see `command`) and leaves through exec or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        command(plan, pipe);
+    }
+    if pid < 0 {
+        fail(pipe, STEP_FORK, last_errno(), 126);
+    }
+    let status = loop {
+        let mut st = 0;
+        // SAFETY: waits for our own child; `st` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            break st;
+        }
+        let e = last_errno();
+        if e != Errno::INTR {
+            fail(pipe, STEP_WAIT, e, 126);
+        }
+    };
+    // SAFETY: as in `fail`.
+    unsafe { libc::_exit(exit_code(status)) }
+}
+
+/// The command's process, in the container's PID namespace: signals as the caller
+/// would give them, then exec. Never returns.
+fn command(plan: &Plan, pipe: &OwnedFd) -> ! {
+    // SAFETY: SIG_DFL is a valid disposition and the set is initialised by
+    // sigemptyset before use. Ignored signals stay ignored across exec: lxcf and the
+    // intermediate ignore SIGINT and SIGQUIT while they wait, and Rust ignores
+    // SIGPIPE in every program, which a pipeline in the container must not inherit.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
     }
     // SAFETY: both arrays are NULL-terminated and point into CStrings owned by `plan`,
     // alive until exec replaces the process image.
     unsafe { libc::execvpe(plan.argv_ptrs[0], plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr()) };
-    (STEP_EXEC, rustix::io::Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT)))
+    let errno = last_errno();
+    fail(pipe, STEP_EXEC, errno, if errno == Errno::NOENT { 127 } else { 126 })
+}
+
+/// A wait status as shells report it: the exit status, or 128 + the signal.
+fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
 }
 
 /// Ignores SIGINT and SIGQUIT until dropped: Ctrl-C is for the command in the
@@ -275,43 +419,22 @@ impl Drop for IgnoreInterrupts {
 /// Runs the prepared command and waits for it: its exit status, or 128 + the
 /// signal that killed it (as shells report it).
 pub fn run(plan: &Plan) -> Result<i32, EnterError> {
-    let step = |step: &'static str| move |e: rustix::io::Errno| EnterError::Enter { step, source: e.into() };
-    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(step("make a pipe"))?;
-    // Our next child is born in the container's PID namespace (setns with
-    // CLONE_NEWPID only changes where children go); we move back right after fork.
-    rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), ThreadNameSpaceType::PROCESS_ID)
-        .map_err(step("enter the container's PID namespace"))?;
+    use rustix::pipe::PipeFlags;
+    let step = |step: &'static str| move |e: Errno| EnterError::Enter { step, source: e.into() };
+    // Non-blocking: read once both children have ended (below).
+    let (rd, wr) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(step("make a pipe"))?;
+    // The intermediate inherits these ignored, so Ctrl-C does not end it either.
     let ignore = IgnoreInterrupts::new();
-    // SAFETY: the child runs only system calls on memory prepared before the fork
-    // (see `child`) and leaves through exec or _exit.
+    // SAFETY: the child only makes system calls on memory prepared before the fork
+    // (see `intermediate`) and leaves through _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        drop(rd);
-        let (i, errno) = child(plan);
-        let mut msg = [0u8; 5];
-        msg[0] = i;
-        msg[1..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
-        let _ = rustix::io::write(&wr, &msg);
-        let code = if i == STEP_EXEC && errno == rustix::io::Errno::NOENT { 127 } else { 126 };
-        // SAFETY: leaves the child without running the parent's atexit handlers or destructors.
-        unsafe { libc::_exit(code) };
+        intermediate(plan, &wr);
     }
     let fork_error = io::Error::last_os_error();
-    let back = rustix::thread::move_into_link_name_space(plan.own_pid_ns.as_fd(), Some(LinkNameSpaceType::ProcessID));
     drop(wr);
     if pid < 0 {
         return Err(EnterError::Enter { step: "start a process", source: fork_error });
-    }
-    // Nothing comes through the pipe unless the child failed before or at exec.
-    let mut msg = [0u8; 5];
-    let mut got = 0;
-    while got < msg.len() {
-        match rustix::io::read(&rd, &mut msg[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
     }
     let status = loop {
         let mut st = 0;
@@ -326,7 +449,21 @@ pub fn run(plan: &Plan) -> Result<i32, EnterError> {
         }
     };
     drop(ignore);
-    back.map_err(step("return to lxcf's PID namespace"))?;
+    // Both children have ended, so a failure report is in the pipe by now. Reading
+    // until end of file instead could wait forever: a process in the container may
+    // open the pipe through /proc/PID/fd of the command's process before its exec
+    // and keep it open. (It could also write a false report: that misleads only
+    // about its own container.)
+    let mut msg = [0u8; 5];
+    let mut got = 0;
+    while got < msg.len() {
+        match rustix::io::read(&rd, &mut msg[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
     if got == msg.len() {
         let errno = io::Error::from_raw_os_error(i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]));
         return Err(match msg[0] {
@@ -334,13 +471,7 @@ pub fn run(plan: &Plan) -> Result<i32, EnterError> {
             i => EnterError::Enter { step: STEPS.get(i as usize).copied().unwrap_or("start"), source: errno },
         });
     }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        1
-    })
+    Ok(exit_code(status))
 }
 
 impl crate::Lxcf {
@@ -426,6 +557,11 @@ mod tests {
         assert!(drop.contains(&16) && drop.contains(&25) && drop.contains(&27), "{drop:?}");
         assert!(!drop.contains(&0) && !drop.contains(&21), "chown and sys_admin stay: {drop:?}");
         assert_eq!(caps_to_drop("CapBnd:\t000001ffffffffff\n", 40), Vec::<u32>::new());
+        // What the command may hold is that bounding set, within what the kernel knows.
+        assert_eq!(bounding_set(status, 40), 0x000001fdb4feffff);
+        assert_eq!(bounding_set("CapBnd:\tffffffffffffffff\n", 40), (1 << 41) - 1);
+        assert_eq!(bounding_set("Name:\tx\n", 40), (1 << 41) - 1, "no CapBnd line: the kernel's whole set");
+        assert_eq!(bounding_set(status, 40) & !((1u64 << 16) | (1 << 25)), bounding_set(status, 40), "no sys_module, no sys_time");
     }
 
     #[test]

@@ -137,6 +137,11 @@ fn bad_input_is_refused_with_its_reason() {
         (Request::Memlimit("9000000T".into()), "too large"),
         (Request::Memlimit("-1G".into()), "negative"),
         (Request::Memswlimit("abc".into()), "not a number"),
+        // Zero pages, or too few for systemd to boot: the container would be killed.
+        (Request::Memlimit("1024".into()), "invalid memlimit `1024`: below the minimum of 64M"),
+        (Request::Memlimit("1K".into()), "below the minimum of 64M"),
+        (Request::Memlimit("65535K".into()), "below the minimum of 64M"),
+        (Request::Memswlimit("32M".into()), "invalid memswlimit `32M`: below the minimum of 64M"),
         (Request::Blkio(Throttle::ReadBps, "/proc/1".into(), "1M".into()), "/proc/1 is not on a block device"),
         (Request::Blkio(Throttle::ReadBps, "/".into(), "-1".into()), "invalid blkio_r `-1`: negative"),
         (Request::Blkio(Throttle::ReadIops, "/".into(), "1K".into()), "invalid blkioops_r `1K`: not a whole number"),
@@ -150,6 +155,19 @@ fn bad_input_is_refused_with_its_reason() {
         assert!(e.to_string().contains(want), "{r:?}: {e}");
         assert!(e.is_usage() && e.hint().is_some(), "{r:?}");
     }
+}
+
+/// The minimum is accepted, for both limits; sysgen's options go through the same plan.
+#[test]
+fn the_memory_minimum_is_allowed() {
+    assert_eq!(MIN_MEMORY, 64 << 20);
+    assert_eq!(plan1(Request::Memlimit("64M".into())).unwrap(), vec![Setting::Mem(Some(64 << 20))]);
+    assert_eq!(plan1(Request::Memlimit("65536K".into())).unwrap(), vec![Setting::Mem(Some(64 << 20))]);
+    let both = plan(&[Request::Memlimit("64M".into()), Request::Memswlimit("64M".into())], &Settings::default(), &host()).unwrap();
+    assert_eq!(both, vec![Setting::Mem(Some(64 << 20)), Setting::Memsw(Some(64 << 20))]);
+    // The hint says what is allowed.
+    let e = plan1(Request::Memlimit("1024".into())).unwrap_err();
+    assert!(e.is_usage() && e.hint().unwrap().contains("at least 64M"), "{:?}", e.hint());
 }
 
 #[test]

@@ -124,6 +124,8 @@ mod tests {
 
     #[test]
     fn failures_are_listed_with_their_common_code() {
+        // Several names: the batch makes a progress::Quiet.
+        let _guards = crate::progress::TEST_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
         let (t, names) = targets(&["a", "b", "c"]);
         let e = run("start", &t, &names, each_of(&names, |n| if *n == "a" { Ok(()) } else { Err(fail(Exit::NotFound)) }), |_| "ok".into())
             .err()

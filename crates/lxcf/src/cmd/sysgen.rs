@@ -32,7 +32,7 @@ pub struct Resources {
     /// NUMA nodes, like 0-1.
     #[arg(long, value_name = "NODES", allow_hyphen_values = true)]
     pub numa: Option<String>,
-    /// Memory limit, like 2G.
+    /// Memory limit, like 2G (at least 64M).
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memlimit: Option<String>,
     /// Memory+swap limit, at least --memlimit.

@@ -42,8 +42,9 @@ pub struct Numa {
 #[derive(clap::Args)]
 pub struct Memlimit {
     pub name: String,
-    /// Bytes, or with K, M, G, T (powers of 1024): 512M, 1.5G. Whole KiB. `unlimited`:
-    /// no limit (refused while memswlimit is set).
+    /// Bytes, or with K, M, G, T (powers of 1024): 512M, 1.5G. Whole KiB, at least 64M
+    /// (systemd in the container needs that much to boot). `unlimited`: no limit
+    /// (refused while memswlimit is set).
     #[arg(value_name = "SIZE", allow_hyphen_values = true)]
     pub size: String,
 }

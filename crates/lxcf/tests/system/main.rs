@@ -16,6 +16,7 @@ mod deploy;
 mod enter;
 mod faults;
 mod fleet;
+mod hosts;
 mod lifecycle;
 mod resources;
 mod separate;

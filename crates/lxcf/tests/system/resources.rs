@@ -285,6 +285,10 @@ fn bad_resource_input_changes_nothing() {
         (vec!["memlimit", &c, "99999999T"], 2, "too large"),
         (vec!["memlimit", &c, "1.3M"], 2, "not a whole number of bytes"),
         (vec!["memswlimit", &c, "512M"], 2, "memswlimit 512M is below memlimit 1G"),
+        // Zero pages, or too little for systemd: the container would be killed at once.
+        (vec!["memlimit", &c, "1024"], 2, "invalid memlimit `1024`: below the minimum of 64M"),
+        (vec!["memlimit", &c, "32M"], 2, "below the minimum of 64M"),
+        (vec!["memswlimit", &c, "16M"], 2, "invalid memswlimit `16M`: below the minimum of 64M"),
         (vec!["blkio_r", &c, "/proc", "10M"], 2, "is not on a block device"),
         (vec!["blkio_w", &c, "/nonexistent/path", "10M"], 2, "cannot find /nonexistent/path"),
         (vec!["blkio_r", &c, "/", "-1"], 2, "negative"),
@@ -310,6 +314,12 @@ fn bad_resource_input_changes_nothing() {
     let o = env.lxcf(&["sysgen", &env.name("new"), "--memlimit", "1G", "--cpurate", "30", "--numa", "99"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     one_line(&o);
+    let o = env.lxcf(&["sysgen", &env.name("new"), "--memlimit", "1024"]);
+    assert!(o.code == 2 && o.stderr.contains("below the minimum of 64M"), "{}", o.stderr);
+    one_line(&o);
+    assert!(o.stderr.contains("hint: give a size of at least 64M"), "{}", o.stderr);
+    let o = env.lxcf(&["sysgen", &env.name("new"), "--memlimit", "1G", "--memswlimit", "32M"]);
+    assert!(o.code == 2 && o.stderr.contains("invalid memswlimit `32M`: below the minimum"), "{}", o.stderr);
     let o = env.lxcf(&["sysgen", &env.name("new"), "--blkio_r", "/dev/nonexistent-disk,1M"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     let o = env.lxcf(&["sysgen", &env.name("new"), "--blkio_r", "10M"]);

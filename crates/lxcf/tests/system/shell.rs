@@ -83,6 +83,34 @@ fn shell_reads_piped_commands() {
     assert!(stderr.contains("name `no such` may only contain"), "{stderr}");
 }
 
+/// `sudo -E lxcf` keeps the user's HOME; the user may have planted
+/// `~/.lxcf_history -> /etc/shadow`. The shell warns once and keeps its history in
+/// memory; the link's target is neither read nor written.
+#[test]
+fn shell_history_is_not_written_through_a_link() {
+    let Some(env) = Env::new() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let target = home.path().join("shadow");
+    std::fs::write(&target, "root:secret:19000::::::\n").unwrap();
+    std::os::unix::fs::symlink(&target, home.path().join(".lxcf_history")).unwrap();
+    let mut child = Command::new(LXCF)
+        .env("LXCF_CONFIG", &env.config)
+        .env("HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"list --json\nlist\nexit\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("warning: not using the shell's history file").count(), 1, "{stderr}");
+    assert!(stderr.contains("it is a symbolic link; history is kept in memory only"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "root:secret:19000::::::\n");
+    assert!(std::fs::symlink_metadata(home.path().join(".lxcf_history")).unwrap().file_type().is_symlink());
+}
+
 #[test]
 fn completions_and_man_pages() {
     let tmp = tempfile::tempdir().unwrap();
