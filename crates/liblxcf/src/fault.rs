@@ -28,7 +28,8 @@ pub fn crash_point(step: &str) {
     }
     if let Some(p) = std::env::var_os("LXCF_TEST_PAUSE") {
         let p = p.to_string_lossy().into_owned();
-        if let Some((at, file)) = p.split_once(':').filter(|(at, _)| *at == step) {
+        // Steps have colons in their names; the file is after the last one.
+        if let Some((at, file)) = p.rsplit_once(':').filter(|(at, _)| *at == step) {
             tracing::warn!("LXCF_TEST_PAUSE: waiting at {at} until {file} is removed");
             if std::fs::write(file, b"").is_ok() {
                 while std::path::Path::new(file).exists() {

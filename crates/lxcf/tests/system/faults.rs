@@ -328,7 +328,12 @@ fn libvirtd_going_away_loses_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = child;
     while !pause.exists() {
+        // Fail, rather than hang, should it finish without pausing.
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("sysgen did not pause at new:defined: {status}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let restart = scopeguard(start_libvirtd);
