@@ -627,3 +627,67 @@ fn the_command_dies_with_lxcf() {
     }
     no_mounts_left(&env);
 }
+
+#[test]
+fn an_update_killed_at_any_step_is_rolled_back_or_finished_by_the_next_command() {
+    let Some(env) = Env::new() else { return };
+    let [a, b]: [String; 2] = containers(&env, "s", 2).try_into().unwrap();
+    // One running, one stopped: both kinds of member are recovered at each step.
+    env.lxcf(&["stop", &b]).ok("stop");
+    let marker = "etc/lxcf-test-step";
+    let version = |n: &str| std::fs::read_to_string(env.root.join(n).join(marker)).unwrap_or_default();
+    // Not the host (--to): the command writes into /etc.
+    let update = |v: &str, crash: Option<&str>, steps: Option<&Path>| {
+        let mut c = Command::new(LXCF);
+        c.env("LXCF_CONFIG", &env.config).args(["update", "--to", &a, &b, "--", "/bin/sh", "-c", &format!("echo {v} > /{marker}")]);
+        if let Some(s) = crash {
+            c.env("LXCF_TEST_CRASH", s);
+        }
+        if let Some(f) = steps {
+            c.env("LXCF_TEST_STEPS", f);
+        }
+        run(&mut c)
+    };
+    let steps_file = env.dir.path().join("update-steps");
+    update("v0", None, Some(&steps_file)).ok("update v0");
+    let steps: Vec<String> = std::fs::read_to_string(&steps_file).unwrap().lines().map(String::from).collect();
+    let mark = steps.iter().position(|s| s == "update:committed").unwrap_or_else(|| panic!("no commit mark in {steps:?}"));
+    assert!(steps.contains(&format!("update:merged:{b}")), "{steps:?}");
+
+    for (i, step) in steps.iter().enumerate() {
+        let (old, new) = (format!("v{i}\n"), format!("v{}\n", i + 1));
+        let o = update(new.trim(), Some(step), None);
+        assert_eq!(o.code, -1, "{step}: not killed: {}", o.stderr);
+        let o = env.lxcf(&["list"]).ok("list");
+        let committed = i >= mark;
+        let want = if committed { &new } else { &old };
+        assert_eq!((version(&a), version(&b)), (want.clone(), want.clone()), "{step}: {}", o.stderr);
+        let said = if committed { "was finished" } else { "was rolled back" };
+        assert!(o.stderr.contains(said), "{step}: {}", o.stderr);
+        assert_eq!((state(&a), state(&b)), ("running".into(), "shut off".into()), "{step}");
+        assert!(!env.root.join(".lxcf/update").exists(), "{step}");
+        if !committed {
+            // Rolled back: this version did not land; the next one builds on the old.
+            update(new.trim(), None, None).ok("update again");
+        }
+    }
+
+    // Killed while a failed update discards its changes: rolled back all the same.
+    let o = run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", "update:discarded").args([
+        "update",
+        "--to",
+        &a,
+        &b,
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("echo broken > /{marker}; exit 1"),
+    ]));
+    assert_eq!(o.code, -1, "{}", o.stderr);
+    let before = version(&a);
+    let o = env.lxcf(&["list"]).ok("list");
+    assert!(o.stderr.contains("was rolled back"), "{}", o.stderr);
+    assert_eq!((version(&a), version(&b)), (before.clone(), before));
+    assert_eq!(state(&a), "running");
+    no_mounts_left(&env);
+}

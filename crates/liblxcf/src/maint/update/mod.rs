@@ -424,8 +424,10 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     journal.phase = Phase::Commit;
     journal.write(&dir)?;
     undo.commit();
+    crash_point("update:committed");
     for m in &journal.members {
         commit_member(&dir, m)?;
+        crash_point(&format!("update:merged:{}", m.name));
         progress(Event::Committed(&m.name));
     }
     let t = phase("commit", t);
@@ -626,7 +628,7 @@ fn rollback(lx: &Lxcf, dir: &Path, j: &Journal) -> Result<Vec<String>> {
             std::fs::remove_dir_all(&w).map_err(io("remove", &w))?;
         }
     }
-
+    crash_point("update:discarded");
     let restarted = restart(lx, j, &mut |_| {});
     finish(dir)?;
     let mut names = Vec::new();
