@@ -44,6 +44,8 @@ use runtime::Runtime;
 pub trait Reporter: Send + Sync {
     /// An interrupted `lxcf update` was finished or rolled back before this command.
     fn recovered(&self, _r: &Recovered) {}
+    /// An `lxcf deploy` interrupted after its commit mark was finished before this command.
+    fn deploy_finished(&self, _d: &maint::deploy::Deployed) {}
     /// A root is being copied (`what` says which); the value returned lives as long
     /// as the copy, so a progress display can end when it is dropped.
     fn copying(&self, _what: &str, _counters: Arc<Progress>) -> Box<dyn std::any::Any> {

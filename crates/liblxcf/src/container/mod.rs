@@ -129,11 +129,13 @@ pub(crate) enum Hold {
 
 impl Lxcf {
     /// Where every command starts: an interrupted `lxcf update` is finished or
-    /// rolled back first, then the update lock is held as `hold` says.
+    /// rolled back first, an interrupted `lxcf deploy` finished or discarded, then
+    /// the update lock is held as `hold` says.
     pub(crate) fn enter(&self, hold: Hold) -> Result<Option<Lock>> {
         if let Some(r) = update::recover(self)? {
             self.report.recovered(&r);
         }
+        crate::maint::deploy::recover(self)?;
         match hold {
             Hold::Shared => update::shared_lock(&self.cfg),
             Hold::Nothing => Ok(None),

@@ -280,6 +280,11 @@ pub fn exclusive_lock(cfg: &Config) -> Result<Lock> {
     Ok(lock::exclusive(&lock_path(cfg))?)
 }
 
+/// The exclusive lock if nobody holds the lock at all.
+pub(crate) fn try_exclusive_lock(cfg: &Config) -> Result<Option<Lock>> {
+    Ok(lock::try_exclusive(&lock_path(cfg))?)
+}
+
 /// Held by every other command for its whole run; `None` while there is no
 /// containers root yet (nothing to protect, and nothing is created for it).
 pub fn shared_lock(cfg: &Config) -> Result<Option<Lock>> {
@@ -313,6 +318,9 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     if let Some(r) = &recovered {
         progress(Event::Recovered(r));
     }
+    // A deploy killed after its commit mark is finished before the containers are
+    // stopped and overlaid.
+    crate::maint::deploy::recover_locked(lx)?;
     let containers = lx.select(req.to)?;
     if containers.is_empty() {
         return Ok(host_only(runner, req, progress, recovered));
@@ -518,7 +526,7 @@ fn discard_scratch(work: &Path) -> Result<()> {
 /// before the journal says they are to be committed. (The overlay was mounted
 /// `volatile`, so the package manager's own fsyncs did not reach them.) Only this
 /// tree is flushed, not the whole filesystem with the other containers' data.
-fn sync_tree(dir: &Path) -> Result<()> {
+pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(io("read", dir))? {
         let e = e.map_err(io("read", dir))?;
         let t = e.file_type().map_err(io("stat", &e.path()))?;
@@ -660,7 +668,8 @@ pub(crate) fn recover(lx: &Lxcf) -> Result<Option<Recovered>> {
     recover_locked(lx)
 }
 
-fn recover_locked(lx: &Lxcf) -> Result<Option<Recovered>> {
+/// [`recover`], under the exclusive update lock.
+pub(crate) fn recover_locked(lx: &Lxcf) -> Result<Option<Recovered>> {
     let dir = update_dir(&lx.cfg);
     let Some(j) = Journal::read(&dir)? else { return Ok(None) };
     let committed = j.phase == Phase::Commit;
