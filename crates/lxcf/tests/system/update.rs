@@ -454,6 +454,8 @@ fn a_run_past_its_time_limit_is_killed_with_all_it_started_and_rolled_back() {
     let Some(env) = Env::new() else { return };
     let [a]: [String; 1] = containers(&env, "o", 1).try_into().unwrap();
     let marker = "/etc/lxcf-test-timeout";
+    // Booted: a container still booting may miss the request to shut down.
+    env.booted(&a);
 
     // In the container: the command and a process it left in the background.
     let n1 = nap();
@@ -477,6 +479,7 @@ fn a_run_past_its_time_limit_is_killed_with_all_it_started_and_rolled_back() {
 
     // On the host: the container's run ends at once, the host's is killed with
     // the process it left in the background (same process group).
+    env.booted(&a);
     let n2 = nap();
     let script = format!("if [ \"$(hostname)\" = {a} ]; then exit 0; fi; sleep {n2} & sleep {n2}");
     let (o, v) = update_json(&env, &["--timeout", "2", "--", "/bin/sh", "-c", &script]);
@@ -656,6 +659,9 @@ fn an_update_killed_at_any_step_is_rolled_back_or_finished_by_the_next_command()
 
     for (i, step) in steps.iter().enumerate() {
         let (old, new) = (format!("v{i}\n"), format!("v{}\n", i + 1));
+        // A container still booting may miss the request to shut down, and is then
+        // stopped only after the update's wait: let it boot first.
+        env.booted(&a);
         let o = update(new.trim(), Some(step), None);
         assert_eq!(o.code, -1, "{step}: not killed: {}", o.stderr);
         let o = env.lxcf(&["list"]).ok("list");
@@ -668,11 +674,13 @@ fn an_update_killed_at_any_step_is_rolled_back_or_finished_by_the_next_command()
         assert!(!env.root.join(".lxcf/update").exists(), "{step}");
         if !committed {
             // Rolled back: this version did not land; the next one builds on the old.
+            env.booted(&a);
             update(new.trim(), None, None).ok("update again");
         }
     }
 
     // Killed while a failed update discards its changes: rolled back all the same.
+    env.booted(&a);
     let o = run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", "update:discarded").args([
         "update",
         "--to",
