@@ -521,8 +521,9 @@ fn only_the_tail_of_the_output_is_kept_and_memory_stays_bounded() {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     assert_eq!(pid, child.id() as i32);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}: {err}");
+    // About 25 MiB here, whatever the command prints; keeping it all took 325 MiB.
     let peak_mib = ru.ru_maxrss / 1024;
-    assert!(peak_mib < 40, "lxcf used {peak_mib} MiB for 100 MiB of output");
+    assert!(peak_mib < 64, "lxcf used {peak_mib} MiB for 100 MiB of output");
 
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let host = target(&v, "host");
