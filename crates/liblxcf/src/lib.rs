@@ -48,6 +48,8 @@ pub trait Reporter: Send + Sync {
     /// Something lxcf found and repaired, or could not, before this command: what a
     /// killed command left, say. One line.
     fn found(&self, _what: &str) {}
+    /// An `lxcf deploy` interrupted after its commit mark was finished before this command.
+    fn deploy_finished(&self, _d: &maint::deploy::Deployed) {}
     /// A root is being copied (`what` says which); the value returned lives as long
     /// as the copy, so a progress display can end when it is dropped.
     fn copying(&self, _what: &str, _counters: Arc<Progress>) -> Box<dyn std::any::Any> {

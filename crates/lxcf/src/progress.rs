@@ -105,7 +105,7 @@ impl Drop for Bar {
 }
 
 /// What the library reports, shown on the terminal: copies as a bar, recoveries
-/// of an interrupted update as lines.
+/// of an interrupted update or deploy as lines.
 pub struct Terminal;
 
 impl liblxcf::Reporter for Terminal {
@@ -115,6 +115,10 @@ impl liblxcf::Reporter for Terminal {
 
     fn found(&self, what: &str) {
         eprintln!("lxcf: {what}");
+    }
+
+    fn deploy_finished(&self, d: &liblxcf::maint::deploy::Deployed) {
+        crate::cmd::deploy::print_finished(d);
     }
 
     fn copying(&self, what: &str, counters: Arc<Progress>) -> Box<dyn std::any::Any> {

@@ -145,7 +145,8 @@ pub(crate) enum Hold {
 
 impl Lxcf {
     /// Where every command starts: an interrupted `lxcf update` is finished or
-    /// rolled back first, then the update lock is held as `hold` says.
+    /// rolled back first, an interrupted `lxcf deploy` finished or discarded, then
+    /// the update lock is held as `hold` says.
     pub(crate) fn enter(&self, hold: Hold) -> Result<Option<Lock>> {
         // What a killed command left is repaired first; what cannot be is reported and
         // does not stop this command (`lxcf check` says more): a container that cannot
@@ -154,6 +155,9 @@ impl Lxcf {
             Ok(Some(r)) => self.report.recovered(&r),
             Ok(None) => {}
             Err(e) => self.report.found(&format!("an interrupted `lxcf update` cannot be finished: {}", error::chain(&e))),
+        }
+        if let Err(e) = crate::maint::deploy::recover(self) {
+            self.report.found(&format!("an interrupted `lxcf deploy` cannot be finished: {}", error::chain(&e)));
         }
         if self.cfg.root.is_dir() {
             if let Err(e) = self.recover_intents() {

@@ -8,6 +8,18 @@
 //! anything moved into a container: by `rename`, entry by entry ([`crate::maint::merge`]),
 //! so each file appears whole, at once. Bad input therefore changes nothing.
 //!
+//! All containers or none, also across a crash, a kill or a failure half-way: the
+//! staged copies are put on disk (fsync), then the journal
+//! (`ROOT/.lxcf/deploy/journal.json`: the path, and for each container its root and
+//! the directory the copy goes into) is written. That is the commit mark. Before
+//! it, any failure or crash discards the staging and no container has changed; from
+//! it on, the deploy goes forward: the merge consumes each staged entry as it moves
+//! it, so running it again on what is left finishes it. A failure after the mark
+//! (a container put something in the way meanwhile, a disk filled up) keeps the
+//! journal, and the next lxcf command ([`recover`], from `Lxcf::enter`, as for an
+//! interrupted update) finishes the deploy once the cause is gone. The normal path
+//! runs the same code after the mark as that recovery, so it is always exercised.
+//!
 //! The destination is found with `openat2(RESOLVE_IN_ROOT)` ([`crate::rootfs::scoped`]):
 //! a symlink in the container (`/etc/x -> /host/file`, `../../..`) resolves inside
 //! the container's root, and a symlink at the destination itself is replaced,
@@ -19,11 +31,14 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::container::Hold;
-use crate::error::{self, Error};
+use crate::error::{self, Error, IoError};
+use crate::fault::crash_point;
 use crate::maint::merge::{self, Kind, Merge, MergeError};
-use crate::maint::update;
+use crate::maint::update::{self, journal, JournalError};
 use crate::name::Name;
 use crate::rootfs::copy::{self, CopyError};
 use crate::rootfs::layout::{self, Action, Model, Prune};
@@ -46,6 +61,10 @@ pub enum DeployError {
     Merge { name: String, source: MergeError },
     #[error("cannot copy {} for `{name}`", path.display())]
     Copy { name: String, path: PathBuf, source: CopyError },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the deploy of {} is committed, but not yet done in `{name}`", path.display())]
+    Finish { name: String, path: PathBuf, source: MergeError },
 }
 
 impl DeployError {
@@ -56,6 +75,10 @@ impl DeployError {
             DeployError::Merge { source: MergeError::Conflict { .. }, .. } => {
                 "remove or rename it in that container first; nothing was deployed anywhere".into()
             }
+            DeployError::Finish { .. } => {
+                "fix the cause (remove what is in the way in that container), then run any lxcf command (say `lxcf list`): it finishes the deploy".into()
+            }
+            DeployError::Journal(_) => "the journal lies in the containers root under .lxcf/deploy; see `lxcf deploy` in the README".into(),
             _ => return None,
         })
     }
@@ -80,25 +103,43 @@ pub struct Deployed {
     pub containers: Vec<String>,
 }
 
-/// One container's part: the staged tree and where it goes.
-struct Plan {
-    name: String,
-    /// The staging directory; its only entry goes into `anchor`.
-    stage: PathBuf,
-    /// The deepest existing directory on the way to the destination, in the container.
-    anchor: OwnedFd,
-    /// `anchor`'s path inside the container, for messages.
-    anchor_path: PathBuf,
+/// The commit mark: everything is staged, on disk, and fits. Its members' staged
+/// trees go into their containers, even after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// What is deployed, for messages.
+    pub path: PathBuf,
+    pub members: Vec<Member>,
 }
 
-/// Removes the staging directory however deploy ends.
-struct Staging(PathBuf);
+/// One container's part: `ROOT/.lxcf/deploy/NAME`, whose entries go into `anchor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    /// The container's root directory.
+    pub root: PathBuf,
+    /// The deepest directory on the way to the destination that existed when the
+    /// copy was staged, as a path inside the container (resolved in its root again
+    /// when the merge runs).
+    pub anchor: PathBuf,
+}
+
+/// `ROOT/.lxcf/deploy`: the staged copies and, from the commit mark on, the journal.
+fn deploy_dir(cfg: &Config) -> PathBuf {
+    cfg.root.join(".lxcf/deploy")
+}
+
+/// Removes the staging directory however a deploy ends before its commit mark;
+/// disarmed (`None`) at the mark.
+struct Staging(Option<PathBuf>);
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if self.0.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.0) {
-                tracing::error!("cannot remove {}: {e}", self.0.display());
+        if let Some(p) = self.0.take() {
+            if p.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&p) {
+                    tracing::error!("cannot remove {}: {e}", p.display());
+                }
             }
         }
     }
@@ -135,18 +176,22 @@ impl Lxcf {
             }
         }
         let _lock = update::exclusive_lock(cfg)?;
-        let staging = Staging(self.lock_dir().join("deploy"));
-        if staging.0.exists() {
-            std::fs::remove_dir_all(&staging.0).map_err(io("remove leftovers in", &staging.0))?;
+        // Under the lock, an interrupted update or deploy is dealt with first (one
+        // may have been killed since `enter` looked); leftovers are gone after this.
+        if let Some(r) = update::recover_locked(self)? {
+            self.report.recovered(&r);
         }
-        create_private_dir(&staging.0)?;
+        recover_locked(self)?;
+        let dir = deploy_dir(cfg);
+        create_private_dir(&dir)?;
+        let mut staging = Staging(Some(dir.clone()));
         let skip = copy::dir_id(&cfg.root).map_err(io("stat", &cfg.root))?;
 
-        let mut plans = Vec::new();
+        let mut members = Vec::new();
         for c in &containers {
             let root = Root::open(&c.meta.root).map_err(|e| DeployError::Target { name: c.name.clone(), msg: error::chain(&e) })?;
             let (anchor, anchor_path, missing) = anchor(&root, &parent, &c.name)?;
-            let stage = staging.0.join(&c.name);
+            let stage = dir.join(&c.name);
             create_private_dir(&stage)?;
             // Missing parents are made as on the host (owner, mode, times), empty but for the path.
             let mut at = stage.clone();
@@ -179,19 +224,94 @@ impl Lxcf {
             }
             let stage_fd = merge::open(&stage).map_err(io("open", &stage))?;
             merge::check_deploy(&stage_fd, &anchor, &anchor_path).map_err(|source| DeployError::Merge { name: c.name.clone(), source })?;
-            plans.push(Plan { name: c.name.clone(), stage, anchor, anchor_path });
+            members.push(Member { name: c.name.clone(), root: c.meta.root.clone(), anchor: anchor_path });
+            crash_point(&format!("deploy:staged:{}", c.name));
         }
 
-        // Everything is copied and fits: now move it in, container by container.
-        let mut done = Vec::new();
-        for p in &plans {
-            let stage_fd = merge::open(&p.stage).map_err(io("open", &p.stage))?;
-            let mut m = Merge { kind: Kind::Deploy, dst_label: &p.anchor_path, after_entry: &mut |_| {} };
-            merge::merge(&stage_fd, &p.anchor, &mut m).map_err(|source| DeployError::Merge { name: p.name.clone(), source })?;
-            done.push(p.name.clone());
-        }
-        Ok(Deployed { path: dest, containers: done })
+        // Everything is copied and fits. On disk first, then the commit mark.
+        update::sync_tree(&dir)?;
+        crash_point("deploy:synced");
+        let j = Journal { path: dest.clone(), members };
+        journal::store(&dir, "deploy", &j).map_err(DeployError::from)?;
+        staging.0 = None;
+        crash_point("deploy:commit");
+        finish(&dir, &j)?;
+        Ok(Deployed { path: dest, containers: j.members.into_iter().map(|m| m.name).collect() })
     }
+}
+
+/// Moves each member's staged tree into its container, then removes the journal and
+/// the staging directory. Restartable: a member whose stage is gone is done.
+fn finish(dir: &Path, j: &Journal) -> Result<()> {
+    for m in &j.members {
+        commit_member(dir, m, &j.path)?;
+        crash_point(&format!("deploy:merged:{}", m.name));
+    }
+    let file = dir.join(journal::FILE);
+    std::fs::remove_file(&file).map_err(io("remove", &file))?;
+    std::fs::remove_dir_all(dir).map_err(io("remove", dir))?;
+    Ok(())
+}
+
+fn commit_member(dir: &Path, m: &Member, path: &Path) -> Result<()> {
+    let stage = dir.join(&m.name);
+    if !stage.exists() {
+        return Ok(());
+    }
+    if !m.root.is_dir() {
+        tracing::warn!("{}: root {} is gone; its part of the deploy of {} is dropped", m.name, m.root.display(), path.display());
+    } else {
+        let fail = |source: MergeError| DeployError::Finish { name: m.name.clone(), path: path.into(), source };
+        let open_err = |p: PathBuf| move |e: Errno| fail(MergeError::Io(IoError { op: "open", path: p, source: e.into() }));
+        let root = Root::open(&m.root).map_err(|e| fail(MergeError::Io(IoError { op: "open", path: m.root.clone(), source: e.source })))?;
+        let anchor = root.open_at(&m.anchor, OFlags::RDONLY | OFlags::DIRECTORY).map_err(open_err(m.root.join(strip_root(&m.anchor))))?;
+        let src = merge::open(&stage).map_err(|e| fail(MergeError::Io(IoError { op: "open", path: stage.clone(), source: e })))?;
+        let mut n = 0u64;
+        let mut hook = |_: &Path| {
+            n += 1;
+            crash_point(&format!("deploy:merge:{}:{n}", m.name));
+        };
+        merge::merge(&src, &anchor, &mut Merge { kind: Kind::Deploy, dst_label: &m.anchor, after_entry: &mut hook }).map_err(fail)?;
+    }
+    std::fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
+    Ok(())
+}
+
+fn strip_root(p: &Path) -> &Path {
+    p.strip_prefix("/").unwrap_or(p)
+}
+
+/// Finishes a deploy interrupted after its commit mark (see the module's header),
+/// and reports it; removes what one interrupted before its mark staged, when no
+/// other command holds the update lock (a deploy staging now holds it). Called
+/// by every command first, in `Lxcf::enter`.
+pub(crate) fn recover(lx: &Lxcf) -> Result<()> {
+    let dir = deploy_dir(&lx.cfg);
+    if dir.join(journal::FILE).exists() {
+        let _lock = update::exclusive_lock(&lx.cfg)?;
+        recover_locked(lx)?;
+    } else if dir.exists() {
+        if let Some(_lock) = update::try_exclusive_lock(&lx.cfg)? {
+            recover_locked(lx)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`recover`], under the exclusive update lock. `Some`: a deploy was finished.
+pub(crate) fn recover_locked(lx: &Lxcf) -> Result<Option<Deployed>> {
+    let dir = deploy_dir(&lx.cfg);
+    let Some(j) = journal::load::<Journal>(&dir, "deploy").map_err(DeployError::from)? else {
+        if dir.exists() {
+            tracing::info!("removing what an interrupted deploy staged in {}", dir.display());
+            std::fs::remove_dir_all(&dir).map_err(io("remove leftovers in", &dir))?;
+        }
+        return Ok(None);
+    };
+    finish(&dir, &j)?;
+    let d = Deployed { path: j.path, containers: j.members.into_iter().map(|m| m.name).collect() };
+    lx.report.deploy_finished(&d);
+    Ok(Some(d))
 }
 
 /// Why `dest` is not seen inside a running container of `model`, if it is not:
@@ -354,6 +474,135 @@ mod tests {
 
         assert_eq!(tree(&outside), before, "nothing outside the container changed");
         assert!(!Path::new("/x").exists());
+    }
+
+    /// Makes `dir` refuse new entries, even to root (the immutable flag), or, in a
+    /// run without root, to the test's user (mode 0555), until dropped: a failure
+    /// no check before the commit mark can see, as a full disk would be.
+    struct Jam(PathBuf);
+
+    impl Jam {
+        fn new(dir: &Path) -> Jam {
+            Jam::set(dir, true);
+            Jam(dir.to_path_buf())
+        }
+
+        fn set(dir: &Path, on: bool) {
+            use rustix::fs::IFlags;
+            if rustix::process::geteuid().is_root() {
+                let fd = fs::File::open(dir).unwrap();
+                let flags = rustix::fs::ioctl_getflags(&fd).unwrap();
+                rustix::fs::ioctl_setflags(&fd, if on { flags | IFlags::IMMUTABLE } else { flags - IFlags::IMMUTABLE }).unwrap();
+            } else {
+                fs::set_permissions(dir, fs::Permissions::from_mode(if on { 0o555 } else { 0o755 })).unwrap();
+            }
+        }
+    }
+
+    impl Drop for Jam {
+        fn drop(&mut self) {
+            Jam::set(&self.0, false);
+        }
+    }
+
+    /// What the front end was told.
+    #[derive(Default)]
+    struct Told(std::sync::Mutex<Vec<Deployed>>);
+
+    impl crate::Reporter for Told {
+        fn deploy_finished(&self, d: &Deployed) {
+            self.0.lock().unwrap().push(d.clone());
+        }
+    }
+
+    fn deploy_dir_of(e: &Env) -> PathBuf {
+        e.cfg().root.join(".lxcf/deploy")
+    }
+
+    #[test]
+    fn a_failure_after_the_mark_is_finished_by_the_next_command() {
+        let e = env(3);
+        let told = std::sync::Arc::new(Told::default());
+        let lx = e.with_cfg(e.cfg().clone()).with_reporter(told.clone());
+        let dir = e.tmp.path().join("etc-app");
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("app.conf");
+        fs::write(&f, "v2\n").unwrap();
+        let c = |i: usize| inside(&e.cfg().root.join(format!("c{i}")), &f);
+        for i in 0..3 {
+            fs::create_dir_all(c(i).parent().unwrap()).unwrap();
+            fs::write(c(i), "v1\n").unwrap();
+        }
+        // The third container refuses the file only when it is moved in.
+        let jam = Jam::new(c(2).parent().unwrap());
+        let err = lx.deploy(&f, None).unwrap_err();
+        assert!(matches!(&err, Error::Deploy(DeployError::Finish { name, .. }) if name == "c2"), "{err}");
+        assert!(err.to_string().contains("is committed, but not yet done in `c2`"), "{err}");
+        assert!(err.hint().unwrap().contains("finishes the deploy"));
+        // Past the mark: the others have it, and the journal says c2 is owed it.
+        assert_eq!(fs::read_to_string(c(0)).unwrap(), "v2\n");
+        assert_eq!(fs::read_to_string(c(2)).unwrap(), "v1\n");
+        assert!(deploy_dir_of(&e).join("journal.json").exists());
+        // Every command tries to finish it first; while it cannot, the command says so
+        // and goes on with its own work.
+        assert_eq!(lx.list(std::time::Duration::ZERO).unwrap().len(), 3);
+        assert_eq!(fs::read_to_string(c(2)).unwrap(), "v1\n");
+        assert!(deploy_dir_of(&e).join("journal.json").exists());
+        drop(jam);
+        lx.list(std::time::Duration::ZERO).unwrap();
+        for i in 0..3 {
+            assert_eq!(fs::read_to_string(c(i)).unwrap(), "v2\n", "c{i}");
+        }
+        assert!(!deploy_dir_of(&e).exists());
+        let told = told.0.lock().unwrap();
+        assert_eq!(told.len(), 1);
+        assert_eq!((told[0].path.as_path(), told[0].containers.as_slice()), (f.as_path(), &["c0", "c1", "c2"].map(String::from)[..]));
+    }
+
+    #[test]
+    fn what_a_deploy_killed_before_its_mark_staged_is_removed_and_changes_nothing() {
+        let e = env(2);
+        let before = roots(&e);
+        // As a crash while staging leaves it: copies, no journal.
+        let stage = deploy_dir_of(&e).join("c0");
+        fs::create_dir_all(stage.join("etc")).unwrap();
+        fs::write(stage.join("etc/new.conf"), "x").unwrap();
+        e.lx.list(std::time::Duration::ZERO).unwrap();
+        assert!(!deploy_dir_of(&e).exists());
+        assert_eq!(roots(&e), before);
+    }
+
+    #[test]
+    fn a_deploy_killed_after_its_mark_is_finished_by_the_next_command() {
+        let e = env(2);
+        // As a crash in the middle of c1's merge leaves it: c0 done (its stage gone),
+        // c1's stage with one entry moved in and one to go.
+        let dir = deploy_dir_of(&e);
+        let stage = dir.join("c1");
+        fs::create_dir_all(stage.join("etc/app")).unwrap();
+        fs::write(stage.join("etc/app/b"), "b").unwrap();
+        for i in 0..2 {
+            let root = e.cfg().root.join(format!("c{i}"));
+            fs::create_dir_all(root.join("etc/app")).unwrap();
+            fs::write(root.join("etc/app/a"), "a").unwrap();
+        }
+        fs::write(e.cfg().root.join("c0/etc/app/b"), "b").unwrap();
+        let members =
+            (0..2).map(|i| Member { name: format!("c{i}"), root: e.cfg().root.join(format!("c{i}")), anchor: "/".into() }).collect();
+        journal::store(&dir, "deploy", &Journal { path: "/etc/app".into(), members }).unwrap();
+
+        let told = std::sync::Arc::new(Told::default());
+        let lx = e.with_cfg(e.cfg().clone()).with_reporter(told.clone());
+        lx.list(std::time::Duration::ZERO).unwrap();
+        for i in 0..2 {
+            let root = e.cfg().root.join(format!("c{i}"));
+            assert_eq!(
+                (fs::read_to_string(root.join("etc/app/a")).unwrap(), fs::read_to_string(root.join("etc/app/b")).unwrap()),
+                ("a".into(), "b".into())
+            );
+        }
+        assert!(!dir.exists());
+        assert_eq!(told.0.lock().unwrap()[0].containers, ["c0", "c1"]);
     }
 
     #[test]

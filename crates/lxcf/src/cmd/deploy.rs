@@ -12,6 +12,11 @@ pub struct Args {
     pub to: Vec<String>,
 }
 
+/// A deploy interrupted after its commit mark, finished by this command.
+pub fn print_finished(d: &liblxcf::maint::deploy::Deployed) {
+    eprintln!("lxcf: an interrupted `lxcf deploy {}` was finished: deployed in {}", d.path.display(), d.containers.join(", "));
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let to = a.to.iter().map(|n| super::name(n)).collect::<Result<Vec<_>, _>>()?;
     let lx = ctx.open()?;

@@ -1,6 +1,7 @@
 use std::ffi::OsString;
+use std::time::Duration;
 
-use liblxcf::maint::update::{Event, Outcome, Recovered, Report, Request};
+use liblxcf::maint::update::{Event, Outcome, Recovered, Report, Request, DEFAULT_TIMEOUT};
 
 use super::Ctx;
 use crate::exit::{Exit, Failure};
@@ -13,6 +14,10 @@ pub struct Args {
     /// On stdout, JSON: each target's status, exit code and output.
     #[arg(long)]
     pub json: bool,
+    /// Kill the command in a container or on the host when that run lasts longer
+    /// than SECS seconds; the update then rolls back. 0: no limit.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT.as_secs())]
+    pub timeout: u64,
     /// The command and its arguments, passed through untouched (dpkg, apt-get, rpm, dnf...).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -61,17 +66,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
         Event::Committed(n) => eprintln!("{n}: committed"),
         Event::Started(n) => eprintln!("{n}: started"),
     };
-    let report = lx.update(&Request { command: &a.command, to }, &mut progress)?;
+    let timeout = (a.timeout > 0).then(|| Duration::from_secs(a.timeout));
+    let report = lx.update(&Request { command: &a.command, to, timeout }, &mut progress)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json(&report)).expect("plain values"));
     }
     if let Some(f) = report.failed() {
         let o = f.outcome.as_ref().map(|o| o.describe()).unwrap_or_default();
-        return Err(Failure {
-            code: Exit::Failure,
-            message: format!("the command failed in {} ({o}); nothing was changed, in any container or on the host", f.name),
-            hint: None,
-        });
+        let timed_out = f.outcome.as_ref().is_some_and(|o| o.timed_out.is_some());
+        let message = if f.model.is_none() {
+            format!("the command failed on the host ({o}); no container was changed, the host is as the command left it")
+        } else {
+            format!("the command failed in {} ({o}); nothing was changed, in any container or on the host", f.name)
+        };
+        let hint = timed_out.then(|| "give it more time with --timeout SECS (0: no limit); a command waiting for input never ends".into());
+        return Err(Failure { code: Exit::Failure, message, hint });
     }
     let containers: Vec<&str> = report.targets.iter().filter(|t| t.model.is_some()).map(|t| t.name.as_str()).collect();
     let host = report.targets.iter().any(|t| t.model.is_none());
@@ -111,6 +120,7 @@ fn json(r: &Report) -> serde_json::Value {
                 "exit_code": o.and_then(|o| o.code),
                 "signal": o.and_then(|o| o.signal),
                 "error": o.and_then(|o| o.error.clone()),
+                "timed_out": o.is_some_and(|o| o.timed_out.is_some()),
                 "seconds": o.map(|o| o.seconds),
                 "downtime_seconds": t.downtime,
                 "restart_error": t.restart_error,

@@ -1,9 +1,11 @@
 //! `lxcf deploy` on real containers: metadata arrives, hostile symlinks planted by
-//! a container's root user do not lead outside its root, bad input copies nothing.
+//! a container's root user do not lead outside its root, bad input copies nothing,
+//! and a deploy killed at any step leaves every container changed or none.
 //! Host files live under /var/tmp, which containers see (their /tmp is mounted afresh).
 
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use crate::common::*;
 use crate::update::fingerprint;
@@ -143,4 +145,73 @@ fn deploy_through_hostile_symlinks_stays_inside_the_container() {
     assert_eq!(fingerprint(host_only.path()), host_before, "nothing on the host changed");
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret");
     assert!(!Path::new("/f").exists());
+}
+
+#[test]
+fn a_deploy_killed_at_any_step_changes_every_container_or_none() {
+    let Some(env) = Env::new() else { return };
+    let names = [env.name("k0"), env.name("k1"), env.name("k2")];
+    for n in &names {
+        env.lxcf(&["sysgen", n]).ok("sysgen");
+    }
+    let src = host_dir("lxcf-test-deploy-crash-");
+    let app = src.path().join("app");
+    std::fs::create_dir_all(app.join("sub")).unwrap();
+    let files = ["f1", "f2", "sub/f3"];
+    let write = |v: &str| {
+        for f in files {
+            std::fs::write(app.join(f), v).unwrap();
+        }
+    };
+    // What each container has of the deployed tree (only that: services write elsewhere in /var/tmp).
+    let seen = |n: &str| -> Vec<String> {
+        let at = env.root.join(n).join(app.strip_prefix("/").unwrap());
+        files.iter().map(|f| std::fs::read_to_string(at.join(f)).unwrap_or_default()).collect()
+    };
+    let deploy = |crash: Option<&str>, steps: Option<&Path>| {
+        let mut c = Command::new(LXCF);
+        c.env("LXCF_CONFIG", &env.config).args(["deploy", app.to_str().unwrap()]);
+        if let Some(s) = crash {
+            c.env("LXCF_TEST_CRASH", s);
+        }
+        if let Some(f) = steps {
+            c.env("LXCF_TEST_STEPS", f);
+        }
+        run(&mut c)
+    };
+
+    // v0 everywhere, and the steps a deploy of this tree goes through.
+    write("v0");
+    let steps_file = env.dir.path().join("deploy-steps");
+    deploy(None, Some(&steps_file)).ok("deploy v0");
+    let steps: Vec<String> = std::fs::read_to_string(&steps_file).unwrap().lines().map(String::from).collect();
+    let mark = steps.iter().position(|s| s == "deploy:commit").unwrap_or_else(|| panic!("no commit mark in {steps:?}"));
+    for n in &names {
+        assert!(steps.contains(&format!("deploy:staged:{n}")) && steps.contains(&format!("deploy:merge:{n}:1")), "{steps:?}");
+    }
+
+    for (i, step) in steps.iter().enumerate() {
+        let (old, new) = (format!("v{i}"), format!("v{}", i + 1));
+        write(&new);
+        let o = deploy(Some(step), None);
+        assert_eq!(o.code, -1, "{step}: not killed: {}", o.stderr);
+        if i < mark {
+            // Before the mark, nothing has reached any container, even before recovery.
+            for n in &names {
+                assert_eq!(seen(n), [old.as_str(); 3], "{step}: {n}");
+            }
+        }
+        let o = env.lxcf(&["list"]).ok("list");
+        let committed = i >= mark;
+        let want = if committed { &new } else { &old };
+        for n in &names {
+            assert_eq!(seen(n), [want.as_str(); 3], "{step}: {n}: {}", o.stderr);
+        }
+        assert_eq!(o.stderr.contains("an interrupted `lxcf deploy"), committed, "{step}: {}", o.stderr);
+        assert!(!env.root.join(".lxcf/deploy").exists(), "{step}: staging left");
+        if !committed {
+            // Discarded: deployed again for real, so that the next step starts from it.
+            deploy(None, None).ok("deploy again");
+        }
+    }
 }

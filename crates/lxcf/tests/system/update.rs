@@ -1,14 +1,21 @@
 //! `lxcf update` on real containers with real packages: .deb files built here
 //! with dpkg-deb, installed with dpkg, checked with dpkg-query, virsh and
 //! lxc-enter-namespace. Packages are named `lxcf-test-*`; a guard purges them from
-//! the host at the end of each test, also when it fails.
+//! the host at the end of each test, also when it fails. Then how the command
+//! runs: its time limit, the tail of its output, its environment and namespaces,
+//! and its death with lxcf (processes found by a `sleep` argument unique to the
+//! test, and killed by the test if they outlive what should kill them).
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -370,4 +377,326 @@ pub fn separate_container_gets_packages_in_its_own_usr(env: &Env, name: &str) {
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert_eq!(fingerprint(&root.join("usr/bin")), usr_bin);
     assert!(!installed(Some(&root), bad));
+}
+
+/// A `sleep` argument no other process on the machine has: about 3 years, and the
+/// test process's PID and a counter in the fraction.
+fn nap() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("99999999.{}{:03}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The PIDs (on the host) of the processes running `sleep ARG`, in any namespace.
+fn sleeping(arg: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let argv: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if argv.len() >= 2 && argv[0].ends_with(b"sleep") && argv[1] == arg.as_bytes() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Processes this test started (through lxcf) and expects to die; the ones still
+/// alive when it is dropped are killed, so a failing test leaves none behind.
+struct Watched(Vec<OwnedFd>);
+
+impl Watched {
+    /// The processes running `sleep ARG` now.
+    fn now(arg: &str) -> Watched {
+        let open =
+            |p: &u32| rustix::process::pidfd_open(rustix::process::Pid::from_raw(*p as i32)?, rustix::process::PidfdFlags::empty()).ok();
+        Watched(sleeping(arg).iter().filter_map(open).collect())
+    }
+
+    /// Waits (up to 2 minutes) for processes running `sleep ARG` to appear.
+    fn appear(arg: &str) -> Watched {
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let w = Watched::now(arg);
+            if !w.0.is_empty() {
+                return w;
+            }
+            assert!(Instant::now() < until, "no `sleep {arg}` started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True when every one has exited within `limit`.
+    fn all_gone_within(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        self.0.iter().all(|fd| {
+            let left = until.saturating_duration_since(Instant::now());
+            let ts = rustix::event::Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ };
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+        })
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        for fd in &self.0 {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn target<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["targets"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no target {name}: {v}"))
+}
+
+#[test]
+fn a_run_past_its_time_limit_is_killed_with_all_it_started_and_rolled_back() {
+    let Some(env) = Env::new() else { return };
+    let [a]: [String; 1] = containers(&env, "o", 1).try_into().unwrap();
+    let marker = "/etc/lxcf-test-timeout";
+    // Booted: a container still booting may miss the request to shut down.
+    env.booted(&a);
+
+    // In the container: the command and a process it left in the background.
+    let n1 = nap();
+    let script = format!("echo started; touch {marker}; sleep {n1} & sleep {n1}");
+    let t = Instant::now();
+    let (o, v) = update_json(&env, &["--timeout", "2", "--", "/bin/sh", "-c", &script]);
+    assert!(t.elapsed() < Duration::from_secs(600), "the time limit was not applied");
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("the command failed in {a} (timed out after 2 s and killed); nothing was changed")), "{}", o.stderr);
+    assert!(o.stderr.contains("hint: give it more time with --timeout"), "{}", o.stderr);
+    assert_eq!(v["committed"], false);
+    let ta = target(&v, &a);
+    assert_eq!((ta["status"].as_str(), ta["timed_out"].as_bool(), ta["signal"].as_i64()), (Some("failed"), Some(true), Some(9)), "{ta}");
+    assert_eq!(ta["stdout"], "started\n");
+    assert_eq!(target(&v, "host")["status"], "not run");
+    assert!(Watched::now(&n1).all_gone_within(Duration::from_secs(30)), "a process of the run outlived it");
+    assert!(!env.root.join(&a).join(&marker[1..]).exists() && !Path::new(marker).exists());
+    assert_eq!(state(&a), "running", "started again");
+    assert!(!env.root.join(".lxcf/update").exists());
+    no_mounts_left(&env);
+
+    // On the host: the container's run ends at once, the host's is killed with
+    // the process it left in the background (same process group).
+    env.booted(&a);
+    let n2 = nap();
+    let script = format!("if [ \"$(hostname)\" = {a} ]; then exit 0; fi; sleep {n2} & sleep {n2}");
+    let (o, v) = update_json(&env, &["--timeout", "2", "--", "/bin/sh", "-c", &script]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("the command failed on the host (timed out after 2 s and killed)"), "{}", o.stderr);
+    assert_eq!((target(&v, &a)["status"].as_str(), target(&v, "host")["timed_out"].as_bool()), (Some("rolled back"), Some(true)));
+    // Killed: gone as soon as the kernel has run its exit.
+    assert!(Watched::now(&n2).all_gone_within(Duration::from_secs(30)), "the host run's background process outlived it");
+    assert_eq!(state(&a), "running");
+}
+
+#[test]
+fn only_the_tail_of_the_output_is_kept_and_memory_stays_bounded() {
+    let Some(env) = Env::new() else { return };
+    // No containers: the host alone, the same watch on the output as in a container.
+    let script = "head -c 52428800 /dev/zero | tr '\\0' x; echo; echo END; head -c 52428800 /dev/zero | tr '\\0' y >&2; echo ERR-END >&2";
+    // Reaped by wait4 below, which also gives its peak memory.
+    #[allow(clippy::zombie_processes)]
+    let mut child = Command::new(LXCF)
+        .env("LXCF_CONFIG", &env.config)
+        .args(["update", "--json", "--", "/bin/sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let err = reader.join().unwrap();
+    // wait4 for this one child's peak memory.
+    let mut status = 0;
+    // SAFETY: rusage is plain data (zeroes are valid); wait4 fills it and `status`
+    // for our own child, which nothing else waits for.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}: {err}");
+    // About 25 MiB here, whatever the command prints; keeping it all took 325 MiB.
+    let peak_mib = ru.ru_maxrss / 1024;
+    assert!(peak_mib < 64, "lxcf used {peak_mib} MiB for 100 MiB of output");
+
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let host = target(&v, "host");
+    let stdout = host["stdout"].as_str().unwrap();
+    let stderr = host["stderr"].as_str().unwrap();
+    // 50 MiB, a newline and "END\n": all but the last 64 KiB are cut.
+    assert!(stdout.starts_with(&format!("[... {} bytes cut]\nxxx", 52428800 + 1 + 4 - 65536)), "{}", &stdout[..60]);
+    assert!(stdout.ends_with("xxx\nEND\n"));
+    assert!(stderr.starts_with(&format!("[... {} bytes cut]\nyyy", 52428800 + 8 - 65536)), "{}", &stderr[..60]);
+    assert!(stderr.ends_with("yyyERR-END\n"));
+    assert!(stdout.len() < 65536 + 100 && stderr.len() < 65536 + 100);
+}
+
+#[test]
+fn the_command_gets_a_clean_environment_and_namespaces_of_its_own() {
+    let Some(env) = Env::new() else { return };
+    let [a]: [String; 1] = containers(&env, "n", 1).try_into().unwrap();
+    // Stopped: the updates below need not restart it.
+    env.lxcf(&["stop", &a]).ok("stop");
+    let update = |args: &[&str]| {
+        let mut c = Command::new(LXCF);
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LXCF_CONFIG", &env.config)
+            .env("TERM", "xterm-lxcf-test")
+            .env("LANG", "C.UTF-8")
+            .env("LC_TIME", "C")
+            .env("LXCF_TEST_SECRET", "must not leak")
+            .env("HOME", "/nonexistent")
+            .args(["update", "--json", "--"])
+            .args(args);
+        let o = run(&mut c).ok("update");
+        serde_json::from_str::<serde_json::Value>(&o.stdout).unwrap()
+    };
+
+    let v = update(&["/usr/bin/env"]);
+    let want = [
+        "DEBIAN_FRONTEND=noninteractive",
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        "LC_TIME=C",
+        "LOGNAME=root",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SHELL=/bin/sh",
+        "TERM=xterm-lxcf-test",
+        "USER=root",
+    ];
+    for t in [a.as_str(), "host"] {
+        let mut got: Vec<&str> = target(&v, t)["stdout"].as_str().unwrap().lines().collect();
+        got.sort();
+        assert_eq!(got, want, "{t}");
+    }
+
+    let script = "for n in net ipc cgroup uts pid mnt; do readlink /proc/self/ns/$n; done; grep NoNewPrivs /proc/self/status; \
+                  ls /sys/class/net; cat /sys/class/net/lo/operstate";
+    let v = update(&["/bin/sh", "-c", script]);
+    let ours: Vec<String> = ["net", "ipc", "cgroup", "uts", "pid", "mnt"]
+        .iter()
+        .map(|n| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap().to_string_lossy().into_owned())
+        .collect();
+    let inside: Vec<String> = target(&v, &a)["stdout"].as_str().unwrap().lines().map(String::from).collect();
+    for (i, n) in ["net", "ipc", "cgroup", "uts", "pid", "mnt"].iter().enumerate() {
+        assert!(inside[i].starts_with(n) && inside[i] != ours[i], "{n}: {} in the container, {} here", inside[i], ours[i]);
+    }
+    // no_new_privs; only a loopback interface, up ("unknown": lo has no carrier state).
+    assert_eq!(inside[6..], ["NoNewPrivs:\t1", "lo", "unknown"]);
+    // The host run: the host's namespaces (it updates the host), no_new_privs too.
+    let host: Vec<String> = target(&v, "host")["stdout"].as_str().unwrap().lines().map(String::from).collect();
+    assert_eq!(host[..6], ours[..]);
+    assert_eq!(host[6], "NoNewPrivs:\t1");
+}
+
+#[test]
+fn the_command_dies_with_lxcf() {
+    let Some(env) = Env::new() else { return };
+    let [a]: [String; 1] = containers(&env, "d", 1).try_into().unwrap();
+    env.lxcf(&["stop", &a]).ok("stop");
+    let spawn = |script: &str| {
+        Command::new(LXCF)
+            .env("LXCF_CONFIG", &env.config)
+            .args(["update", "--timeout", "0", "--", "/bin/sh", "-c", script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    // lxcf is killed while the command runs for the container, then on the host:
+    // each time the command goes with it, and the next command rolls back.
+    let (n1, n2) = (nap(), nap());
+    for (n, script, on) in [
+        (&n1, format!("sleep {n1}"), "the container"),
+        (&n2, format!("if [ \"$(hostname)\" = {a} ]; then exit 0; fi; sleep {n2}"), "the host"),
+    ] {
+        let mut lxcf = spawn(&script);
+        let watched = Watched::appear(n);
+        lxcf.kill().unwrap();
+        lxcf.wait().unwrap();
+        assert!(watched.all_gone_within(Duration::from_secs(30)), "the command on {on} outlived lxcf");
+        let o = env.lxcf(&["list"]).ok("list");
+        assert!(o.stderr.contains("was rolled back"), "{on}: {}", o.stderr);
+        assert_eq!(o.stderr.contains("the command had started on the host"), on == "the host", "{}", o.stderr);
+        assert_eq!(state(&a), "shut off");
+        assert!(!env.root.join(".lxcf/update").exists());
+    }
+    no_mounts_left(&env);
+}
+
+#[test]
+fn an_update_killed_at_any_step_is_rolled_back_or_finished_by_the_next_command() {
+    let Some(env) = Env::new() else { return };
+    let [a, b]: [String; 2] = containers(&env, "s", 2).try_into().unwrap();
+    // One running, one stopped: both kinds of member are recovered at each step.
+    env.lxcf(&["stop", &b]).ok("stop");
+    let marker = "etc/lxcf-test-step";
+    let version = |n: &str| std::fs::read_to_string(env.root.join(n).join(marker)).unwrap_or_default();
+    // Not the host (--to): the command writes into /etc.
+    let update = |v: &str, crash: Option<&str>, steps: Option<&Path>| {
+        let mut c = Command::new(LXCF);
+        c.env("LXCF_CONFIG", &env.config).args(["update", "--to", &a, &b, "--", "/bin/sh", "-c", &format!("echo {v} > /{marker}")]);
+        if let Some(s) = crash {
+            c.env("LXCF_TEST_CRASH", s);
+        }
+        if let Some(f) = steps {
+            c.env("LXCF_TEST_STEPS", f);
+        }
+        run(&mut c)
+    };
+    let steps_file = env.dir.path().join("update-steps");
+    update("v0", None, Some(&steps_file)).ok("update v0");
+    let steps: Vec<String> = std::fs::read_to_string(&steps_file).unwrap().lines().map(String::from).collect();
+    let mark = steps.iter().position(|s| s == "update:committed").unwrap_or_else(|| panic!("no commit mark in {steps:?}"));
+    assert!(steps.contains(&format!("update:merged:{b}")), "{steps:?}");
+
+    for (i, step) in steps.iter().enumerate() {
+        let (old, new) = (format!("v{i}\n"), format!("v{}\n", i + 1));
+        // A container still booting may miss the request to shut down, and is then
+        // stopped only after the update's wait: let it boot first.
+        env.booted(&a);
+        let o = update(new.trim(), Some(step), None);
+        assert_eq!(o.code, -1, "{step}: not killed: {}", o.stderr);
+        let o = env.lxcf(&["list"]).ok("list");
+        let committed = i >= mark;
+        let want = if committed { &new } else { &old };
+        assert_eq!((version(&a), version(&b)), (want.clone(), want.clone()), "{step}: {}", o.stderr);
+        let said = if committed { "was finished" } else { "was rolled back" };
+        assert!(o.stderr.contains(said), "{step}: {}", o.stderr);
+        assert_eq!((state(&a), state(&b)), ("running".into(), "shut off".into()), "{step}");
+        assert!(!env.root.join(".lxcf/update").exists(), "{step}");
+        if !committed {
+            // Rolled back: this version did not land; the next one builds on the old.
+            env.booted(&a);
+            update(new.trim(), None, None).ok("update again");
+        }
+    }
+
+    // Killed while a failed update discards its changes: rolled back all the same.
+    env.booted(&a);
+    let o = run(Command::new(LXCF).env("LXCF_CONFIG", &env.config).env("LXCF_TEST_CRASH", "update:discarded").args([
+        "update",
+        "--to",
+        &a,
+        &b,
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("echo broken > /{marker}; exit 1"),
+    ]));
+    assert_eq!(o.code, -1, "{}", o.stderr);
+    let before = version(&a);
+    let o = env.lxcf(&["list"]).ok("list");
+    assert!(o.stderr.contains("was rolled back"), "{}", o.stderr);
+    assert_eq!((version(&a), version(&b)), (before.clone(), before));
+    assert_eq!(state(&a), "running");
+    no_mounts_left(&env);
 }

@@ -3,11 +3,13 @@
 //!
 //! One small JSON file, replaced atomically (temporary file, fsync, rename, fsync
 //! of the directory) at each change of phase. Before the phase is `commit`, a
-//! crash means roll back; from then on, it means finish the commit.
+//! crash means roll back; from then on, it means finish the commit. `lxcf deploy`
+//! keeps its own journal with the same [`load`] and [`store`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Where the update stands.
@@ -47,41 +49,56 @@ pub struct Journal {
 
 pub const FILE: &str = "journal.json";
 
+/// A journal (update's or deploy's) that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {op} the update journal {}: {msg}", path.display())]
+#[error("cannot {op} the {what} journal {}", path.display())]
 pub struct JournalError {
     pub op: &'static str,
+    /// `update` or `deploy`.
+    pub what: &'static str,
     pub path: PathBuf,
-    pub msg: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl Journal {
     /// The journal in `dir`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Journal>, JournalError> {
-        let path = dir.join(FILE);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(JournalError { op: "read", path, msg: e.to_string() }),
-        };
-        serde_json::from_slice(&text).map(Some).map_err(|e| JournalError { op: "parse", path, msg: e.to_string() })
+        load(dir, "update")
     }
 
     /// Replaces the journal in `dir` atomically and durably.
     pub fn write(&self, dir: &Path) -> Result<(), JournalError> {
-        let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        let err = |op: &'static str| {
-            let path = path.clone();
-            move |e: std::io::Error| JournalError { op, path, msg: e.to_string() }
-        };
-        let text = serde_json::to_vec_pretty(self).expect("plain data");
-        let mut f = std::fs::File::create(&tmp).map_err(err("create"))?;
-        f.write_all(&text).map_err(err("write"))?;
-        f.sync_all().map_err(err("write"))?;
-        std::fs::rename(&tmp, &path).map_err(err("replace"))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err("sync"))
+        store(dir, "update", self)
     }
+}
+
+/// The journal [`FILE`] in `dir`, if there is one; `what` names it in errors.
+pub fn load<T: DeserializeOwned>(dir: &Path, what: &'static str) -> Result<Option<T>, JournalError> {
+    let path = dir.join(FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(JournalError { op: "read", what, path, source: e.into() }),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| JournalError { op: "parse", what, path, source: e.into() })
+}
+
+/// Replaces the journal [`FILE`] in `dir` with `value`, atomically and durably:
+/// a temporary file, fsync, rename, fsync of the directory.
+pub fn store<T: Serialize>(dir: &Path, what: &'static str, value: &T) -> Result<(), JournalError> {
+    let path = dir.join(FILE);
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let err = |op: &'static str| {
+        let path = path.clone();
+        move |e: std::io::Error| JournalError { op, what, path, source: e.into() }
+    };
+    let text = serde_json::to_vec_pretty(value).expect("plain data");
+    let mut f = std::fs::File::create(&tmp).map_err(err("create"))?;
+    f.write_all(&text).map_err(err("write"))?;
+    f.sync_all().map_err(err("write"))?;
+    std::fs::rename(&tmp, &path).map_err(err("replace"))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err("sync"))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! exclusively; every other lxcf command holds it shared ([`shared_lock`]), so
 //! that nothing starts, stops or erases a container in the middle of an update.
 
+pub mod child;
 pub mod journal;
 pub mod sandbox;
 
@@ -49,6 +50,12 @@ pub use journal::{Journal, JournalError, Member, Phase};
 /// How long a container gets to shut down cleanly before it is stopped hard
 /// (the default of `lxcf stop`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The time limit of each run of the command (each container's, the host's) when
+/// none is given: an hour. A package manager that has not finished by then waits
+/// for input it will never get, or is stuck; while it runs, the containers stay
+/// down and every other lxcf command waits.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
@@ -91,6 +98,8 @@ pub struct Outcome {
     pub stderr: String,
     /// The run could not be set up (a mount failed, the program is missing...).
     pub error: Option<String>,
+    /// The run was killed because it reached this time limit.
+    pub timed_out: Option<Duration>,
     pub seconds: f64,
 }
 
@@ -100,13 +109,16 @@ impl Outcome {
     }
 
     pub fn success(&self) -> bool {
-        self.error.is_none() && self.code == Some(0)
+        self.error.is_none() && self.timed_out.is_none() && self.code == Some(0)
     }
 
-    /// "exit status 1", "killed by signal 9", or why it could not run.
+    /// "exit status 1", "killed by signal 9", "timed out after 2 s", or why it could not run.
     pub fn describe(&self) -> String {
         match (&self.error, self.code, self.signal) {
             (Some(e), _, _) => e.clone(),
+            (None, _, _) if self.timed_out.is_some() => {
+                format!("timed out after {} s and killed", self.timed_out.unwrap_or_default().as_secs_f64())
+            }
             (None, Some(c), _) => format!("exit status {c}"),
             (None, None, Some(s)) => format!("killed by signal {s}"),
             _ => "no exit status".into(),
@@ -123,6 +135,8 @@ pub struct Job<'a> {
     /// A fresh directory for this run; changes to the container go to [`upper`] in it.
     pub work: &'a Path,
     pub command: &'a [OsString],
+    /// The run is killed when it lasts longer; `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 /// Where a run's changes to the container root are collected.
@@ -135,7 +149,8 @@ pub fn upper(work: &Path) -> PathBuf {
 pub trait Runner: Send + Sync {
     /// Runs the command for a container; every change must land in [`upper`]`(job.work)`.
     fn container(&self, job: &Job) -> Outcome;
-    fn host(&self, command: &[OsString]) -> Outcome;
+    /// Runs the command on the host, killed after `timeout` (`None`: no limit).
+    fn host(&self, command: &[OsString], timeout: Option<Duration>) -> Outcome;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +225,9 @@ pub struct Request<'a> {
     pub command: &'a [OsString],
     /// Only these containers, and not the host.
     pub to: Option<&'a [Name]>,
+    /// The time limit of each run (each container's, the host's); `None`: no limit.
+    /// [`DEFAULT_TIMEOUT`] is the usual one.
+    pub timeout: Option<Duration>,
 }
 
 impl Lxcf {
@@ -262,6 +280,11 @@ pub fn exclusive_lock(cfg: &Config) -> Result<Lock> {
     Ok(lock::exclusive(&lock_path(cfg))?)
 }
 
+/// The exclusive lock if nobody holds the lock at all.
+pub(crate) fn try_exclusive_lock(cfg: &Config) -> Result<Option<Lock>> {
+    Ok(lock::try_exclusive(&lock_path(cfg))?)
+}
+
 /// Held by every other command for its whole run; `None` while there is no
 /// containers root yet (nothing to protect, and nothing is created for it).
 pub fn shared_lock(cfg: &Config) -> Result<Option<Lock>> {
@@ -301,6 +324,9 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     if let Some(r) = &recovered {
         progress(Event::Recovered(r));
     }
+    // A deploy killed after its commit mark is finished before the containers are
+    // stopped and overlaid.
+    crate::maint::deploy::recover_locked(lx)?;
     let containers = lx.select(req.to)?;
     if containers.is_empty() {
         return Ok(host_only(runner, req, progress, recovered));
@@ -358,7 +384,7 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     let jobs: Vec<Job> = containers
         .iter()
         .zip(&works)
-        .map(|(c, w)| Job { name: &c.name, model: c.meta.model, root: &c.meta.root, work: w, command: req.command })
+        .map(|(c, w)| Job { name: &c.name, model: c.meta.model, root: &c.meta.root, work: w, command: req.command, timeout: req.timeout })
         .collect();
     let outcomes = run_all(runner, &jobs, progress);
     let t = phase("containers", t);
@@ -392,7 +418,7 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
         journal.host_started = true;
         journal.write(&dir)?;
         progress(Event::Running("host"));
-        let o = runner.host(req.command);
+        let o = runner.host(req.command, req.timeout);
         progress(Event::Ran("host", &o));
         if !o.success() {
             targets.push(host_target(Status::Failed, Some(o)));
@@ -412,8 +438,10 @@ fn update(lx: &Lxcf, req: &Request, progress: &mut dyn FnMut(Event)) -> Result<R
     journal.phase = Phase::Commit;
     journal.write(&dir)?;
     undo.commit();
+    crash_point("update:committed");
     for m in &journal.members {
         commit_member(&dir, m)?;
+        crash_point(&format!("update:merged:{}", m.name));
         progress(Event::Committed(&m.name));
     }
     let t = phase("commit", t);
@@ -438,7 +466,7 @@ fn host_only(runner: &dyn Runner, req: &Request, progress: &mut dyn FnMut(Event)
     let mut targets = Vec::new();
     if req.to.is_none() {
         progress(Event::Running("host"));
-        let o = runner.host(req.command);
+        let o = runner.host(req.command, req.timeout);
         progress(Event::Ran("host", &o));
         let status = if o.success() { Status::Updated } else { Status::Failed };
         targets.push(Target { name: "host".into(), model: None, status, outcome: Some(o), downtime: None, restart_error: None });
@@ -504,7 +532,7 @@ fn discard_scratch(work: &Path) -> Result<()> {
 /// before the journal says they are to be committed. (The overlay was mounted
 /// `volatile`, so the package manager's own fsyncs did not reach them.) Only this
 /// tree is flushed, not the whole filesystem with the other containers' data.
-fn sync_tree(dir: &Path) -> Result<()> {
+pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(io("read", dir))? {
         let e = e.map_err(io("read", dir))?;
         let t = e.file_type().map_err(io("stat", &e.path()))?;
@@ -614,6 +642,7 @@ fn rollback(lx: &Lxcf, dir: &Path, j: &Journal) -> Result<Vec<String>> {
             std::fs::remove_dir_all(&w).map_err(io("remove", &w))?;
         }
     }
+    crash_point("update:discarded");
     let restarted = restart(lx, j, &mut |_| {});
     finish(dir)?;
     let mut names = Vec::new();
@@ -645,7 +674,8 @@ pub(crate) fn recover(lx: &Lxcf) -> Result<Option<Recovered>> {
     recover_locked(lx)
 }
 
-fn recover_locked(lx: &Lxcf) -> Result<Option<Recovered>> {
+/// [`recover`], under the exclusive update lock.
+pub(crate) fn recover_locked(lx: &Lxcf) -> Result<Option<Recovered>> {
     let dir = update_dir(&lx.cfg);
     let Some(j) = Journal::read(&dir)? else { return Ok(None) };
     let committed = j.phase == Phase::Commit;

@@ -1,10 +1,13 @@
 //! The real [`Runner`]: the command, chrooted into a container root whose changes
 //! all land in an overlay's upper directory.
 //!
-//! Each container's run gets a thread of its own, which unshares its mount, UTS
-//! and PID namespaces (per thread, as `unshare` allows for these): the mounts
-//! below exist only for that thread and its child, and vanish with them, so a
-//! killed lxcf leaves no mount on the host. In the thread:
+//! Each container's run gets a thread of its own, which unshares its mount, UTS,
+//! PID, network, IPC and cgroup namespaces (per thread, as `unshare` allows for
+//! these): the mounts below exist only for that thread and its child, and vanish
+//! with them, so a killed lxcf leaves no mount on the host. The network namespace
+//! has only a loopback interface (up): a package script reaches neither the host's
+//! services nor the network, and cannot change the host's interfaces or firewall.
+//! In the thread:
 //!
 //! - an overlay over the whole container root (lower: the root, upper: kept for
 //!   the commit), mounted on the run's own `merged` directory;
@@ -19,8 +22,24 @@
 //!
 //! The command then runs as PID 1 of the new PID namespace, chrooted into
 //! `merged`, with a fresh /proc that shows only its own processes (so a
-//! maintainer script's `start-stop-daemon --stop` cannot hit host processes). A
-//! daemon a script leaves behind dies with it, and the child is killed if lxcf dies.
+//! maintainer script's `start-stop-daemon --stop` cannot hit host processes), and
+//! with `no_new_privs`. A daemon a script leaves behind dies with it; the run is
+//! killed when lxcf dies or its time limit expires ([`super::child`], which also
+//! keeps the tail of its output).
+//!
+//! On the host the command runs in lxcf's namespaces (it updates the host), but
+//! in a session of its own (so that a timed-out run is killed with all its
+//! processes, and it cannot prompt on lxcf's terminal), killed when lxcf dies, and
+//! with `no_new_privs` too: as root it gains nothing from set-user-ID programs or
+//! file capabilities anyway, and AppArmor still lets an unconfined process change
+//! to a profile under it.
+//!
+//! Both get the same environment, and only it ([`environment`]): `PATH` (fixed:
+//! `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`), `HOME=/root`,
+//! `USER=root`, `LOGNAME=root`, `SHELL=/bin/sh`, `DEBIAN_FRONTEND=noninteractive`
+//! (stdin is empty: debconf must not ask), and from lxcf's own environment `TERM`,
+//! `LANG`, `LANGUAGE` and every `LC_*`. Nothing else of the caller's (a `sudo`'s
+//! variables, a developer's `LD_LIBRARY_PATH`, proxies) reaches a package script.
 //!
 //! Mount points inside the container tree are opened with `openat2(RESOLVE_IN_ROOT)`
 //! and mounted on through `/proc/self/fd/N`, so a symlink planted by the
@@ -28,18 +47,19 @@
 //! with the container's configuration (its dpkg hooks, say): as in the talk, the
 //! host's and the containers' administrators are assumed to be the same people.
 
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, Timestamps};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::thread::UnshareFlags;
 
+use super::child::{self, Kill, Parent};
 use super::{upper, Job, Outcome, Runner};
 use crate::config::Config;
 use crate::rootfs::layout::Model;
@@ -53,6 +73,8 @@ pub struct Sandbox {
     /// lxcf's working directory: relative arguments are resolved from it, and the
     /// command starts in the same directory inside when it exists there.
     cwd: PathBuf,
+    /// The command's whole environment ([`environment`]).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Sandbox {
@@ -61,8 +83,44 @@ impl Sandbox {
             source: cfg.source.clone(),
             containers_root: cfg.root.clone(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            env: environment(std::env::vars_os()),
         }
     }
+
+    /// `c` with the command's environment and nothing else.
+    fn command(&self, argv: &[OsString]) -> Command {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]).env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+}
+
+/// `PATH` in the command's environment: root's usual one, not the caller's, which
+/// may name directories that exist on the host only.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The command's environment, from lxcf's own (`caller`): the fixed variables, then
+/// the caller's terminal type and locale (see the module's header).
+pub fn environment(caller: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = [
+        ("PATH", PATH),
+        ("HOME", "/root"),
+        ("USER", "root"),
+        ("LOGNAME", "root"),
+        ("SHELL", "/bin/sh"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect();
+    let kept = |k: &OsStr| {
+        let k = k.as_bytes();
+        k == b"TERM" || k == b"LANG" || k == b"LANGUAGE" || k.starts_with(b"LC_")
+    };
+    let mut from_caller: Vec<(OsString, OsString)> = caller.into_iter().filter(|(k, _)| kept(k)).collect();
+    from_caller.sort();
+    env.extend(from_caller);
+    env
 }
 
 /// A step of setting a run up that failed: what, and why.
@@ -83,7 +141,9 @@ fn fail<E: Into<Box<dyn std::error::Error + Send + Sync>>>(what: impl std::fmt::
 impl Runner for Sandbox {
     fn container(&self, job: &Job) -> Outcome {
         let t = Instant::now();
-        // A thread of its own: the namespaces it unshares die with it.
+        // A thread of its own: the namespaces it unshares die with it. It forks the
+        // command and waits for it, so it also lives exactly as long as the child
+        // (whose PR_SET_PDEATHSIG fires when the forking thread exits).
         let r = std::thread::scope(|s| s.spawn(|| self.isolated(job, t)).join());
         match r {
             Ok(Ok(o)) => o,
@@ -92,26 +152,30 @@ impl Runner for Sandbox {
         }
     }
 
-    fn host(&self, command: &[OsString]) -> Outcome {
+    fn host(&self, command: &[OsString], timeout: Option<Duration>) -> Outcome {
         let t = Instant::now();
-        let mut c = Command::new(&command[0]);
-        c.args(&command[1..]);
-        finish(c.output(), &command[0], t)
-    }
-}
-
-fn finish(r: std::io::Result<std::process::Output>, program: &OsString, t: Instant) -> Outcome {
-    let seconds = t.elapsed().as_secs_f64();
-    match r {
-        Ok(o) => Outcome {
-            code: o.status.code(),
-            signal: o.status.signal(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            error: None,
-            seconds,
-        },
-        Err(e) => Outcome::failed_to_start(format!("cannot run {}: {e}", program.to_string_lossy()), seconds),
+        let parent = match Parent::open() {
+            Ok(p) => p,
+            Err(e) => return Outcome::failed_to_start(format!("cannot open a pidfd of lxcf: {e}"), 0.0),
+        };
+        let parent_fd = parent.raw();
+        let mut c = self.command(command);
+        // SAFETY: between fork and exec the child makes only system calls, on
+        // values prepared before the fork; no allocation, no lock. `parent` lives
+        // until `supervise` has returned.
+        unsafe {
+            c.pre_exec(move || {
+                // A session, so a process group, of its own: the time limit kills the
+                // group; and no controlling terminal to prompt on.
+                rustix::process::setsid()?;
+                Parent::die_with(parent_fd)?;
+                rustix::thread::set_no_new_privs(true)?;
+                Ok(())
+            });
+        }
+        let o = child::supervise(c, Kill::Group, timeout, &command[0], t);
+        drop(parent);
+        o
     }
 }
 
@@ -173,11 +237,18 @@ struct Bind {
 
 impl Sandbox {
     fn isolated(&self, job: &Job, t: Instant) -> Setup<Outcome> {
-        // SAFETY: mount, UTS and PID namespaces for this thread alone. NEWNS also
-        // unshares this thread's root and working directory (CLONE_FS); the file
-        // descriptor table stays shared, so no other thread loses a descriptor.
-        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWPID) }
-            .map_err(fail("make namespaces"))?;
+        let namespaces = UnshareFlags::NEWNS
+            | UnshareFlags::NEWUTS
+            | UnshareFlags::NEWPID
+            | UnshareFlags::NEWNET
+            | UnshareFlags::NEWIPC
+            | UnshareFlags::NEWCGROUP;
+        // SAFETY: namespaces for this thread alone (none of these needs a
+        // single-threaded process, as a user namespace would). NEWNS also unshares
+        // this thread's root and working directory (CLONE_FS); the file descriptor
+        // table stays shared, so no other thread loses a descriptor.
+        unsafe { rustix::thread::unshare_unsafe(namespaces) }.map_err(fail("make namespaces"))?;
+        loopback_up().map_err(fail("bring up the loopback interface"))?;
         // Nothing mounted here may propagate back to the host.
         rustix::mount::mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
             .map_err(fail("make the mounts private"))?;
@@ -260,14 +331,16 @@ impl Sandbox {
         let inside = root.open_at(&self.cwd, OFlags::PATH | OFlags::DIRECTORY).is_ok();
         let cwd = CString::new(if inside { self.cwd.as_os_str().as_bytes() } else { b"/" }).map_err(fail("use the working directory"))?;
         let top_fd = top.as_raw_fd();
-        let mut c = Command::new(&job.command[0]);
-        c.args(&job.command[1..]);
+        let parent = Parent::open().map_err(fail("open a pidfd of lxcf"))?;
+        let parent_fd = parent.raw();
+        let mut c = self.command(job.command);
         // SAFETY: between fork and exec the child makes only system calls, on
-        // values prepared before the fork; no allocation, no lock.
+        // values prepared before the fork; no allocation, no lock. `top` and
+        // `parent` live until `supervise` has returned.
         unsafe {
             c.pre_exec(move || {
                 // lxcf dies, the run dies (and with PID 1 of its namespace, all of it).
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+                Parent::die_with(parent_fd)?;
                 rustix::process::fchdir(BorrowedFd::borrow_raw(top_fd))?;
                 rustix::process::chroot(c".")?;
                 // A procfs of the new PID namespace: only this process can mount it.
@@ -275,13 +348,44 @@ impl Sandbox {
                 if rustix::process::chdir(cwd.as_c_str()).is_err() {
                     rustix::process::chdir(c"/")?;
                 }
+                // Last: set-user-ID programs and file capabilities of the container
+                // give nothing from here on.
+                rustix::thread::set_no_new_privs(true)?;
                 Ok(())
             });
         }
-        let o = finish(c.output(), &job.command[0], t);
-        drop(top);
+        let o = child::supervise(c, Kill::Child, job.timeout, &job.command[0], t);
+        drop((top, parent));
         Ok(o)
     }
+}
+
+/// Sets the loopback interface of this thread's (new) network namespace up: it
+/// starts down, and a package script may talk to a service on 127.0.0.1.
+fn loopback_up() -> std::io::Result<()> {
+    let sock = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write an ifreq, which `req`
+    // is, for the interface named in it; `sock` is an open socket.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Character devices a package script may use, as libvirt gives a container.
@@ -368,5 +472,128 @@ fn unbind(root: &Root, b: Bind) {
         if let Ok(fd) = root.open_at(&p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) {
             let _ = rustix::fs::futimens(&fd, &times);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The host run needs no root: it is checked here. Container runs (namespaces,
+    //! mounts) are checked by the system tests.
+    use super::*;
+    use std::time::Duration;
+
+    fn sandbox() -> Sandbox {
+        let cfg = Config::parse(Path::new("test.conf"), "[Paths]\nroot=/nonexistent/lxc\n").unwrap();
+        let mut s = Sandbox::new(&cfg);
+        s.env = environment([("TERM".into(), "xterm-test".into()), ("LC_TIME".into(), "C".into()), ("SECRET".into(), "x".into())]);
+        s
+    }
+
+    fn sh(script: &str) -> Vec<OsString> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn the_environment_is_the_documented_set() {
+        let caller: Vec<(OsString, OsString)> = [
+            ("PATH", "/home/me/.cargo/bin:/usr/bin"),
+            ("HOME", "/home/me"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "C.UTF-8"),
+            ("LANGUAGE", "de"),
+            ("TERM", "xterm"),
+            ("LD_LIBRARY_PATH", "/opt/lib"),
+            ("SUDO_USER", "me"),
+            ("http_proxy", "http://proxy:3128"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let env = environment(caller);
+        let text: Vec<String> = env.iter().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
+        assert_eq!(
+            text,
+            [
+                format!("PATH={PATH}").as_str(),
+                "HOME=/root",
+                "USER=root",
+                "LOGNAME=root",
+                "SHELL=/bin/sh",
+                "DEBIAN_FRONTEND=noninteractive",
+                "LANG=de_DE.UTF-8",
+                "LANGUAGE=de",
+                "LC_ALL=C.UTF-8",
+                "TERM=xterm",
+            ]
+        );
+
+        // And the run gets exactly that.
+        let o = sandbox().host(&["/usr/bin/env".into()], None);
+        assert!(o.success(), "{o:?}");
+        let mut got: Vec<&str> = o.stdout.lines().collect();
+        got.sort();
+        let mut want: Vec<String> = sandbox().env.iter().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_host_run_has_no_new_privs_and_a_session_of_its_own() {
+        let o = sandbox().host(&sh("grep NoNewPrivs /proc/self/status; cut -d' ' -f6 /proc/$$/stat; echo $$"), None);
+        assert!(o.success(), "{o:?}");
+        let lines: Vec<&str> = o.stdout.lines().collect();
+        assert_eq!(lines[0], "NoNewPrivs:\t1");
+        assert_eq!(lines[1], lines[2], "the shell leads its session");
+    }
+
+    #[test]
+    fn the_time_limit_kills_the_host_run_with_its_process_group() {
+        // A background process in the command's group, and the command waiting for it.
+        let o = sandbox().host(&sh("sleep 1000 & echo $!; wait"), Some(Duration::from_secs(1)));
+        assert!(!o.success());
+        assert_eq!((o.timed_out, o.signal, o.code), (Some(Duration::from_secs(1)), Some(9), None), "{o:?}");
+        assert_eq!(o.describe(), "timed out after 1 s and killed");
+        let pid: i32 = o.stdout.trim().parse().unwrap();
+        // Killed with the group: gone, or a zombie until init reaps it.
+        let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(s) => s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while !dead() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(dead(), "the background sleep {pid} outlived the time limit");
+    }
+
+    #[test]
+    fn only_the_tail_of_a_flood_is_kept() {
+        // 5 MB of whole lines on stdout, then a last line; a short stderr is kept whole.
+        let o = sandbox().host(&sh("yes 0123456789 | head -c 4999995; echo END; echo oops >&2"), None);
+        assert!(o.success(), "{}", o.describe());
+        let cut = 4_999_995 + 4 - child::TAIL;
+        assert!(o.stdout.starts_with(&format!("[... {cut} bytes cut]\n")), "{}", &o.stdout[..60]);
+        assert!(o.stdout.ends_with("0123456789\nEND\n"));
+        assert_eq!(o.stdout.len(), format!("[... {cut} bytes cut]\n").len() + child::TAIL);
+        assert_eq!(o.stderr, "oops\n");
+    }
+
+    #[test]
+    fn a_process_left_behind_holding_the_output_does_not_keep_lxcf_waiting() {
+        // The background sleep keeps stdout open after the command exits.
+        let t = Instant::now();
+        let o = sandbox().host(&sh("sleep 1000 & echo $!; echo done"), None);
+        assert!(o.success(), "{o:?}");
+        let mut lines = o.stdout.lines();
+        let pid: i32 = lines.next().unwrap().parse().unwrap();
+        assert_eq!(lines.next(), Some("done"));
+        assert!(t.elapsed() < Duration::from_secs(500), "waited for the sleep");
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL);
+    }
+
+    #[test]
+    fn a_missing_program_is_reported() {
+        let o = sandbox().host(&["/nonexistent/program".into()], None);
+        assert!(o.describe().starts_with("cannot run /nonexistent/program: "), "{}", o.describe());
     }
 }

@@ -37,13 +37,18 @@ pub(crate) fn env(containers: &[(&str, Model)]) -> Env {
 #[derive(Default)]
 struct FakeRunner {
     fail_in: Option<&'static str>,
+    /// This one reaches its time limit, as a command waiting for input would.
+    times_out_in: Option<&'static str>,
     host_fails: bool,
     ran: Mutex<Vec<String>>,
+    /// The time limit each run was given.
+    timeouts: Mutex<Vec<Option<Duration>>>,
 }
 
 impl Runner for FakeRunner {
     fn container(&self, job: &Job) -> Outcome {
         self.ran.lock().unwrap().push(job.name.into());
+        self.timeouts.lock().unwrap().push(job.timeout);
         let up = upper(job.work);
         fs::create_dir_all(up.join("etc/pkg")).unwrap();
         fs::write(up.join("etc/pkg/pkg.conf"), format!("conffile of {}\n", job.name)).unwrap();
@@ -54,11 +59,15 @@ impl Runner for FakeRunner {
         if self.fail_in == Some(job.name) {
             return Outcome { code: Some(1), stderr: "postinst: failed\n".into(), ..Outcome::default() };
         }
+        if self.times_out_in == Some(job.name) {
+            return Outcome { signal: Some(9), timed_out: job.timeout, stdout: "Continue? [Y/n]".into(), ..Outcome::default() };
+        }
         Outcome { code: Some(0), ..Outcome::default() }
     }
 
-    fn host(&self, _: &[OsString]) -> Outcome {
+    fn host(&self, _: &[OsString], timeout: Option<Duration>) -> Outcome {
         self.ran.lock().unwrap().push("host".into());
+        self.timeouts.lock().unwrap().push(timeout);
         Outcome { code: Some(if self.host_fails { 2 } else { 0 }), ..Outcome::default() }
     }
 }
@@ -86,9 +95,13 @@ fn names(n: &[&str]) -> Vec<Name> {
 }
 
 fn run(e: &Env, r: &Arc<FakeRunner>, to: Option<&[Name]>) -> (Report, Vec<String>) {
+    run_for(e, r, to, None)
+}
+
+fn run_for(e: &Env, r: &Arc<FakeRunner>, to: Option<&[Name]>, timeout: Option<Duration>) -> (Report, Vec<String>) {
     let mut events = Vec::new();
     let c = cmd();
-    let report = with(e, r).update(&Request { command: &c, to }, &mut |ev| events.push(format!("{ev:?}"))).unwrap();
+    let report = with(e, r).update(&Request { command: &c, to, timeout }, &mut |ev| events.push(format!("{ev:?}"))).unwrap();
     (report, events)
 }
 
@@ -175,7 +188,7 @@ fn unknown_names_are_refused_before_anything_happens() {
     let r = Arc::new(FakeRunner::default());
     let c = cmd();
     let names = names(&["a", "nope"]);
-    let err = with(&e, &r).update(&Request { command: &c, to: Some(&names) }, &mut |_| {}).unwrap_err();
+    let err = with(&e, &r).update(&Request { command: &c, to: Some(&names), timeout: None }, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::NotFound(ref n) if n == "nope"), "{err}");
     assert!(r.ran.lock().unwrap().is_empty());
     assert_eq!(snapshot(&e), before);
@@ -253,7 +266,7 @@ fn a_stop_failure_rolls_back() {
     e.fake.fail("shut down");
     let c = cmd();
     let r = Arc::new(FakeRunner::default());
-    let err = with(&e, &r).update(&Request { command: &c, to: None }, &mut |_| {}).unwrap_err();
+    let err = with(&e, &r).update(&Request { command: &c, to: None, timeout: None }, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::Update(UpdateError::Stop(_))), "{err}");
     assert!(r.ran.lock().unwrap().is_empty());
     assert_eq!(snapshot(&e), before);
@@ -295,4 +308,32 @@ fn an_update_that_cannot_finish_blocks_only_its_members() {
     assert!(pending_for(e.cfg(), "a") && !pending_for(e.cfg(), "b"));
     fs::write(dir.join(journal::FILE), "{ damaged").unwrap();
     assert!(pending_for(e.cfg(), "b"), "unreadable: any container may take part");
+}
+
+#[test]
+fn every_run_gets_the_time_limit() {
+    let e = env(&[("a", Model::Joint), ("b", Model::Separate)]);
+    let r = Arc::new(FakeRunner::default());
+    let limit = Some(Duration::from_secs(7));
+    let (report, _) = run_for(&e, &r, None, limit);
+    assert!(report.committed);
+    assert_eq!(*r.timeouts.lock().unwrap(), [limit; 3], "a, b and the host");
+    let r = Arc::new(FakeRunner::default());
+    run_for(&e, &r, None, None);
+    assert_eq!(*r.timeouts.lock().unwrap(), [None; 3]);
+}
+
+#[test]
+fn a_run_that_times_out_rolls_back_like_a_failure() {
+    let e = env(&[("a", Model::Joint), ("b", Model::Joint)]);
+    let before = snapshot(&e);
+    let r = Arc::new(FakeRunner { times_out_in: Some("b"), ..FakeRunner::default() });
+    let (report, _) = run_for(&e, &r, None, Some(Duration::from_secs(2)));
+    assert!(!report.committed);
+    let failed = report.failed().unwrap();
+    assert_eq!(failed.name, "b");
+    assert_eq!(failed.outcome.as_ref().unwrap().describe(), "timed out after 2 s and killed");
+    assert!(!r.ran.lock().unwrap().contains(&"host".to_string()), "the host is not touched");
+    assert_eq!(snapshot(&e), before, "trees and states as before: running again");
+    assert!(!pending(e.cfg()));
 }
