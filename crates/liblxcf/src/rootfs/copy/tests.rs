@@ -116,6 +116,41 @@ fn ownership_and_devices_when_root() {
     assert_eq!((m.uid(), m.gid()), (42, 43));
 }
 
+/// A FUSE mount whose daemon is gone (here: the /dev/fuse descriptor closed
+/// before any request was answered) fails every stat with ENOTCONN; like any
+/// other mount it is left out, and the rest is copied.
+#[test]
+fn a_fuse_mount_without_its_daemon_is_left_out() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("dead")).unwrap();
+    fs::write(src.join("kept"), b"x").unwrap();
+    let fuse = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").unwrap();
+    let data = format!("fd={},rootmode=40000,user_id=0,group_id=0", std::os::fd::AsRawFd::as_raw_fd(&fuse));
+    let data = std::ffi::CString::new(data).unwrap();
+    rustix::mount::mount("lxcf-test", src.join("dead"), "fuse", rustix::mount::MountFlags::empty(), data.as_c_str()).unwrap();
+    drop(fuse);
+    let unmount = src.join("dead");
+    let _unmount = Unmount(unmount);
+    assert_eq!(rustix::fs::statx(CWD, src.join("dead"), AtFlags::empty(), StatxFlags::BASIC_STATS).unwrap_err(), Errno::NOTCONN);
+    let dst = tmp.path().join("dst");
+    let stats = copy_tree(&src, &dst, &Options::default()).unwrap();
+    assert!(dst.join("kept").exists());
+    assert!(!dst.join("dead").exists());
+    assert_eq!(stats.other_mounts, 1);
+}
+
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
 #[test]
 fn prune_and_skip() {
     let tmp = tempfile::tempdir().unwrap();

@@ -361,6 +361,12 @@ impl<'a> Shared<'a> {
             // Gone since its directory was read: the source is a live host (dpkg, log
             // rotation). There is nothing left to copy.
             Err(Errno::NOENT) => return Ok(()),
+            // A FUSE mount whose daemon died (lxcfs, sshfs): a mount, so not copied.
+            Err(Errno::NOTCONN) => {
+                tracing::debug!(path = %self.src_path(tree, &rel).display(), "not copied: a FUSE mount without its daemon");
+                stats.other_mounts += 1;
+                return Ok(());
+            }
             Err(e) => return Err(self.src_err("stat", tree, &rel)(e)),
         };
         if !self.same_mount(tree, &st) {

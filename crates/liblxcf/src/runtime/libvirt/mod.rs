@@ -53,10 +53,41 @@ impl Libvirt {
 
     fn lookup(&self, name: &str) -> Result<Option<VDomain>, RuntimeError> {
         match self.conn.lookup_domain_by_name(name) {
+            Ok(d) if self.cleared_if_stale(&d, name)? => Ok(None),
             Ok(d) => Ok(Some(d)),
             Err(e) if is(&e, ErrorNumber::NoDomain) => Ok(None),
             Err(e) => Err(op("look up", name)(e)),
         }
+    }
+
+    /// A transient domain exists only while it runs; libvirt 9.0 can still show a
+    /// stopped one. Its stop removes the domain and its status file, yet a live
+    /// change racing the stop can write the status file again, and a restarted
+    /// libvirtd loads it: a stopped transient domain nothing can start, undefine
+    /// or read the metadata of, which holds its name. One of lxcf's is removed as
+    /// libvirt allows (defined from its own XML, then undefined) and `true` is
+    /// returned; anything else is left as it is. The stale file in libvirt's state
+    /// directory stays (it is libvirt's): a later restart shows the domain again,
+    /// and it is cleared again.
+    fn cleared_if_stale(&self, d: &VDomain, name: &str) -> Result<bool, RuntimeError> {
+        let gone = |e: &virt::error::Error| is(e, ErrorNumber::NoDomain);
+        match (d.is_persistent(), d.is_active()) {
+            (Ok(false), Ok(false)) => {}
+            (Err(e), _) | (_, Err(e)) if gone(&e) => return Ok(true),
+            _ => return Ok(false),
+        }
+        let x = match d.xml_desc(0) {
+            Ok(x) => x,
+            Err(e) if gone(&e) => return Ok(true),
+            Err(e) => return Err(op("read the definition of", name)(e)),
+        };
+        if xml::parse_meta(&x).is_none() {
+            return Ok(false);
+        }
+        tracing::info!("{name}: removing the stopped transient domain libvirt kept");
+        let defined = self.conn.define_domain_xml(&x).map_err(op("define", name))?;
+        defined.undefine().map_err(op("undefine", name))?;
+        Ok(true)
     }
 
     fn get_domain(&self, name: &str) -> Result<VDomain, RuntimeError> {
@@ -144,6 +175,10 @@ impl Runtime for Libvirt {
         let all = self.conn.list_all_domains(0).map_err(op("list", "domains"))?;
         let mut out = Vec::with_capacity(all.len());
         for d in &all {
+            let name = d.name().map_err(op("read name of", "domain"))?;
+            if self.cleared_if_stale(d, &name)? {
+                continue;
+            }
             match self.describe(d) {
                 Ok(x) => out.push(x),
                 // Undefined between the listing and now: it no longer exists.
