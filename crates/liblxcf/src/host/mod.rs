@@ -15,6 +15,7 @@ use crate::runtime::Live;
 
 pub mod blockdev;
 pub mod cgroup;
+pub mod idmap;
 pub mod limits;
 pub mod netshape;
 
@@ -35,6 +36,10 @@ pub enum HostError {
     Shape { name: String, msg: String },
     #[error("{cmd} failed: {msg}")]
     Command { cmd: String, msg: String },
+    #[error("this kernel does not let lxcf make user namespaces")]
+    NoUserns,
+    #[error("the file system of {} cannot be mounted with mapped owners (idmapped mounts)", path.display())]
+    NoIdmap { path: PathBuf },
 }
 
 /// The limits in effect on a running container, read back from the kernel.
