@@ -46,6 +46,9 @@ pub struct Config {
     /// The file this was read from (or would have been).
     pub path: PathBuf,
     pub model: Model,
+    /// New containers share the host's root user (`[Model] privileged=yes`); by
+    /// default each has a user namespace and a range of host IDs of its own.
+    pub privileged: bool,
     /// Directory holding one directory per container.
     pub root: PathBuf,
     /// The tree containers are built from (the host, `/`, unless testing).
@@ -61,6 +64,7 @@ impl Config {
         Config {
             path: path.to_path_buf(),
             model: Model::Separate,
+            privileged: false,
             root: PathBuf::from("/opt/lxc"),
             source: PathBuf::from("/"),
             hosts: PathBuf::from("/etc/hosts"),
@@ -115,6 +119,13 @@ impl Config {
                 match (section.to_ascii_lowercase().as_str(), key.to_ascii_lowercase().as_str()) {
                     ("model", "model") => {
                         cfg.model = value.parse().map_err(|e: crate::rootfs::layout::UnknownModel| bad(e.to_string()))?;
+                    }
+                    ("model", "privileged") => {
+                        cfg.privileged = match value.to_ascii_lowercase().as_str() {
+                            "yes" | "true" | "1" => true,
+                            "no" | "false" | "0" => false,
+                            _ => return Err(bad(format!("privileged=`{value}`: expected yes or no"))),
+                        }
                     }
                     ("paths", "root") => cfg.root = absolute(value, &bad)?,
                     ("paths", "source") => cfg.source = absolute(value, &bad)?,

@@ -107,6 +107,8 @@ pub enum Error {
     #[error("an interrupted `lxcf update` of `{0}` is not finished")]
     UpdatePending(String),
     #[error(transparent)]
+    Ids(#[from] crate::container::ids::Exhausted),
+    #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -184,6 +186,10 @@ impl Error {
             Error::NotRunning(name) => format!("`lxcf start {name}` starts it"),
             Error::NotOurs { .. } => "remove it yourself if it is not needed".into(),
             Error::UpdatePending(_) => "`lxcf check` tells why it cannot be finished; fix that, then run any lxcf command".into(),
+            Error::Ids(_) => "erase containers you no longer need, or make it `--privileged` (see the README)".into(),
+            Error::Host(HostError::NoUserns | HostError::NoIdmap { .. }) => {
+                "this kernel or file system cannot run unprivileged containers; make it `--privileged` (see the README)".into()
+            }
             Error::Runtime(RuntimeError::Connect { .. } | RuntimeError::Lost { .. }) => {
                 "is libvirtd running? `scripts/setup-host` starts it (or `systemctl start libvirtd`)".into()
             }

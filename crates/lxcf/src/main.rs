@@ -93,6 +93,10 @@ enum Command {
     /// Write the man pages into a directory.
     #[command(hide = true)]
     Manpages(cmd::completions::ManArgs),
+    /// Run by lxcf's libvirt hook before an unprivileged container starts (domain XML
+    /// on stdin): mounts its trees with its owners mapped.
+    #[command(hide = true, name = "hook-prepare")]
+    HookPrepare { name: String },
 }
 
 fn main() -> ExitCode {
@@ -153,6 +157,16 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         _ => {}
     }
     require_root()?;
+    // Neither the configuration nor libvirt: libvirtd runs this and waits for it.
+    if let Command::HookPrepare { name } = &command {
+        let mut xml = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut xml).map_err(|e| exit::Failure {
+            code: Exit::Failure,
+            message: format!("cannot read the domain XML: {e}"),
+            hint: None,
+        })?;
+        return liblxcf::runtime::libvirt::hook::prepare(name, &xml).map(|()| 0).map_err(Into::into);
+    }
     let ctx = cmd::Ctx { cfg: liblxcf::Config::load(config)? };
     let ctx = &ctx;
     let done = match command {
@@ -180,7 +194,7 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         Command::Deploy(a) => cmd::deploy::run(ctx, a),
         Command::Exec(a) => return cmd::exec::run(ctx, a),
         Command::Console(a) => return cmd::console::run(ctx, a),
-        Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
+        Command::Completions(_) | Command::Manpages(_) | Command::HookPrepare { .. } => unreachable!("handled above"),
     };
     done.map(|()| 0)
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::intent::Intent;
-use super::{Container, Hold, State, Undo, VERSION};
+use super::{Container, Hold, State, Undo};
 use crate::error::{Error, Result};
 use crate::fault::crash_point;
 use crate::name::Name;
@@ -19,7 +19,6 @@ use crate::net::Hosts;
 use crate::rootfs::copy::{Control, Progress};
 use crate::rootfs::scoped::Root;
 use crate::rootfs::storage::{self, Cloned};
-use crate::runtime::Meta;
 use crate::Lxcf;
 
 impl Lxcf {
@@ -46,7 +45,7 @@ impl Lxcf {
         let mut spec = self.rt.spec(src)?;
         let hosts = Hosts::new(&self.cfg.hosts);
         let mut undo = Undo::default();
-        let r = self.reserve(&hosts, new, Intent::Clone { src: src.to_string() }, &mut undo)?;
+        let r = self.reserve(&hosts, new, Intent::Clone { src: src.to_string() }, meta.ids.is_none(), &mut undo)?;
 
         let t = std::time::Instant::now();
         let progress = Arc::new(Progress::default());
@@ -73,8 +72,7 @@ impl Lxcf {
 
         spec.name = new.to_string();
         spec.uuid = uuid::Uuid::new_v4();
-        spec.meta =
-            Meta { model: meta.model, ip: r.ip, root: r.dir.clone(), network: self.cfg.network.name.clone(), version: VERSION.into() };
+        spec.meta = self.meta(meta.model, &r);
         spec.interfaces = vec![self.interface(r.ip)];
         self.install(new, &r, &renamed, &spec, undo)?;
         Ok(Container { name: new.to_string(), state: State::Running, autostart: false, storage: Some(backend), meta: spec.meta })

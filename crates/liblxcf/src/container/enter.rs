@@ -305,6 +305,14 @@ fn enter_all(plan: &Plan, pipe: &OwnedFd) -> Result<(), (u8, Errno)> {
         r.map_err(|e| (STEP_CGROUPS, e))?;
     }
     rustix::thread::move_into_thread_name_spaces(plan.pidfd.as_fd(), plan.namespaces).map_err(|e| (STEP_SETNS, e))?;
+    if plan.namespaces.contains(ThreadNameSpaceType::USER) {
+        // The host's root has no ID in the container's user namespace (it would run
+        // as the overflow user): become its root, with no supplementary groups.
+        let root = (rustix::process::Gid::ROOT, rustix::process::Uid::ROOT);
+        rustix::thread::set_thread_groups(&[]).map_err(|e| (STEP_SETNS, e))?;
+        rustix::thread::set_thread_res_gid(root.0, root.0, root.0).map_err(|e| (STEP_SETNS, e))?;
+        rustix::thread::set_thread_res_uid(root.1, root.1, root.1).map_err(|e| (STEP_SETNS, e))?;
+    }
     rustix::process::chdir(c"/").map_err(|e| (STEP_CHDIR, e))?;
     close_all_but(pipe.as_raw_fd()).map_err(|e| (STEP_FDS, e))?;
     for &c in &plan.drop_caps {

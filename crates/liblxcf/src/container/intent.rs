@@ -125,8 +125,15 @@ impl Lxcf {
     }
 
     /// Records that lxcf makes `ROOT/name`, before it does.
-    pub(crate) fn record_root(&self, name: &str) -> Result<()> {
-        write_durably(&self.record_path(name), b"")
+    /// Records `ROOT/name` as lxcf's, with the first of its host IDs if it has a range.
+    pub(crate) fn record_root_ids(&self, name: &str, ids: Option<u32>) -> Result<()> {
+        write_durably(&self.record_path(name), ids.map(|b| format!("ids={b}\n")).unwrap_or_default().as_bytes())
+    }
+
+    /// The first host ID recorded for `name`, if any.
+    pub(crate) fn recorded_ids(&self, name: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(self.record_path(name)).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("ids=")).and_then(|b| b.trim().parse().ok())
     }
 
     /// Whether lxcf recorded `ROOT/name` as its own.

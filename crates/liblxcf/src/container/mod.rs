@@ -14,6 +14,7 @@ pub mod list;
 pub mod tune;
 
 mod clone;
+pub mod ids;
 mod sysgen;
 
 #[cfg(test)]
@@ -241,6 +242,30 @@ impl Lxcf {
         Ok(None)
     }
 
+    /// The host IDs that are taken: every container's range (by its domain, and by
+    /// the records of those still being made), the host's users and subordinate IDs.
+    fn used_ids(&self, instances: &[Instance]) -> Result<Vec<ids::Range>> {
+        let mut used = ids::host_ranges(Path::new("/etc"));
+        used.extend(instances.iter().filter_map(|i| i.meta.as_ref()?.ids).map(ids::range));
+        for name in self.records()? {
+            used.extend(self.recorded_ids(&name).map(ids::range));
+        }
+        Ok(used)
+    }
+
+    /// A new container's metadata, from what `reserve` gave it.
+    pub(crate) fn meta(&self, model: crate::rootfs::layout::Model, r: &Reserved) -> Meta {
+        Meta {
+            model,
+            ip: r.ip,
+            root: r.dir.clone(),
+            network: self.cfg.network.name.clone(),
+            version: VERSION.into(),
+            ids: r.ids,
+            exe: std::env::current_exe().ok(),
+        }
+    }
+
     fn used_ips(&self, instances: &[Instance], hosts: &Hosts) -> Result<BTreeSet<Ipv4Addr>> {
         let mut used: BTreeSet<Ipv4Addr> =
             instances.iter().filter_map(|i| i.meta.as_ref()).filter(|m| m.network == self.cfg.network.name).map(|m| m.ip).collect();
@@ -260,17 +285,35 @@ impl Lxcf {
     /// Reserves `name` for a new container under the host-wide lock: checks it is
     /// free, allocates the lowest free address, makes sure the network exists and adds
     /// the hosts line. The lock is released on return: making the root is the slow part.
-    pub(crate) fn reserve<'a>(&'a self, hosts: &'a Hosts, name: &'a str, intent: intent::Intent, undo: &mut Undo<'a>) -> Result<Reserved> {
+    pub(crate) fn reserve<'a>(
+        &'a self,
+        hosts: &'a Hosts,
+        name: &'a str,
+        intent: intent::Intent,
+        privileged: bool,
+        undo: &mut Undo<'a>,
+    ) -> Result<Reserved> {
         self.ensure_root()?;
         let _lock = self.global_lock()?;
         let name_lock = self.name_lock(name)?;
         if let Some(by) = self.taken_by(hosts, name)? {
             return Err(Error::Taken { name: name.into(), by });
         }
+        let instances = self.rt.list()?;
+        // Before anything is made: a host that cannot map IDs, or has none left.
+        let ids = match privileged {
+            true => None,
+            false => {
+                crate::host::idmap::supported(&self.cfg.root)?;
+                Some(ids::allocate(&self.used_ids(&instances)?)?)
+            }
+        };
         undo.intent(self.begin(name, intent)?);
-        self.record_root(name)?;
+        // The record holds the range: it is taken from here on, for a concurrent
+        // sysgen too, before any domain has it.
+        self.record_root_ids(name, ids)?;
         let net = &self.cfg.network;
-        let ip = net::allocate(net.subnet, net.gateway, &self.used_ips(&self.rt.list()?, hosts)?)?;
+        let ip = net::allocate(net.subnet, net.gateway, &self.used_ips(&instances, hosts)?)?;
         self.rt.ensure_network(net)?;
         hosts.add(ip, name)?;
         crash_point("new:reserved");
@@ -279,7 +322,7 @@ impl Lxcf {
             hosts.remove(name)?;
             Ok(())
         });
-        Ok(Reserved { ip, partial: self.partial_dir(name), dir: self.container_dir(name), _name_lock: name_lock })
+        Ok(Reserved { ip, ids, partial: self.partial_dir(name), dir: self.container_dir(name), _name_lock: name_lock })
     }
 
     /// The last steps of a new container, whose root is complete in `r.partial`: its
@@ -368,6 +411,8 @@ fn count_starts(all: &[Instance], names: &[&str]) -> (u64, u64) {
 /// that `erase` cannot remove the root while it is being made.
 pub(crate) struct Reserved {
     pub ip: Ipv4Addr,
+    /// The first of its host IDs; `None`: privileged.
+    pub ids: Option<u32>,
     /// Where the root is made, then renamed to `dir` when complete.
     pub partial: PathBuf,
     pub dir: PathBuf,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::intent::Intent;
-use super::{Container, Hold, State, Undo, VERSION};
+use super::{Container, Hold, State, Undo};
 use crate::error::Result;
 use crate::fault::crash_point;
 use crate::name::Name;
@@ -12,7 +12,7 @@ use crate::resources::{self, Request, Settings};
 use crate::rootfs;
 use crate::rootfs::copy::{Control, Progress};
 use crate::rootfs::layout::{self, Model};
-use crate::runtime::{Interface, Meta, Spec};
+use crate::runtime::{Interface, Spec};
 use crate::Lxcf;
 
 /// How new containers are made: `lxcf sysgen [--model M] [--cpurate ...]`.
@@ -23,6 +23,8 @@ pub struct Create {
     /// Resource settings, as the resource commands take them; all are checked
     /// before anything is built.
     pub resources: Vec<Request>,
+    /// Without a user namespace (`--privileged`); the configured default unless given.
+    pub privileged: Option<bool>,
 }
 
 impl Lxcf {
@@ -42,7 +44,7 @@ impl Lxcf {
             settings.apply(&s);
         }
         self.check_limits(&names.iter().map(|n| n.as_str()).collect::<Vec<_>>())?;
-        Ok(self.each(names, jobs, each, |n| self.sysgen_one(n, c.model, &settings)))
+        Ok(self.each(names, jobs, each, |n| self.sysgen_one(n, c.model, c.privileged.unwrap_or(self.cfg.privileged), &settings)))
     }
 
     /// The network interface of a new container with address `ip`.
@@ -51,11 +53,11 @@ impl Lxcf {
         Interface { network: n.name.clone(), ip, prefix_len: n.subnet.prefix_len(), gateway: n.gateway, mac: None }
     }
 
-    fn sysgen_one(&self, name: &str, model: Option<Model>, resources: &Settings) -> Result<Container> {
+    fn sysgen_one(&self, name: &str, model: Option<Model>, privileged: bool, resources: &Settings) -> Result<Container> {
         let model = model.unwrap_or(self.cfg.model);
         let hosts = Hosts::new(&self.cfg.hosts);
         let mut undo = Undo::default();
-        let r = self.reserve(&hosts, name, Intent::Sysgen, &mut undo)?;
+        let r = self.reserve(&hosts, name, Intent::Sysgen, privileged, &mut undo)?;
         tracing::info!("{name}: address {}, building a {model} root in {}", r.ip, r.partial.display());
         let t = std::time::Instant::now();
         let progress = Arc::new(Progress::default());
@@ -75,7 +77,7 @@ impl Lxcf {
             stats.bytes >> 20,
             stats.reflinked
         );
-        let meta = Meta { model, ip: r.ip, root: r.dir.clone(), network: self.cfg.network.name.clone(), version: VERSION.into() };
+        let meta = self.meta(model, &r);
         let spec = Spec {
             name: name.into(),
             uuid: uuid::Uuid::new_v4(),

@@ -239,7 +239,7 @@ fn erase_refuses_others_and_cleans_leftovers() {
     assert!(matches!(e.erase("Bad/"), Err(Error::Name(_))));
     // What a killed sysgen leaves: a partial directory lxcf recorded, a hosts line.
     fs::create_dir_all(e.cfg().root.join("half.partial/etc")).unwrap();
-    e.lx.record_root("half").unwrap();
+    e.lx.record_root_ids("half", None).unwrap();
     Hosts::new(&e.cfg().hosts).add("10.7.0.2".parse().unwrap(), "half").unwrap();
     let done = e.erase("half").unwrap();
     assert_eq!(done, Erased { domain: false, dir: true, hosts_line: true });
@@ -345,8 +345,8 @@ fn check_finds_and_repairs_what_is_safe() {
     hosts.remove("web1").unwrap();
     hosts.add("10.7.0.5".parse().unwrap(), "ghost").unwrap();
     fs::create_dir_all(e.cfg().root.join("half.partial/etc")).unwrap();
-    e.lx.record_root("half").unwrap();
-    e.lx.record_root("gone").unwrap();
+    e.lx.record_root_ids("half", None).unwrap();
+    e.lx.record_root_ids("gone", None).unwrap();
     fs::remove_dir_all(e.cfg().root.join("db1")).unwrap();
     fs::create_dir_all(e.cfg().root.join("stray")).unwrap();
     let r = e.lx.check(false).unwrap();

@@ -111,6 +111,12 @@ pub fn mount(source: &Path, target: &Path, userns: &OwnedFd, readonly: bool) -> 
     Ok(())
 }
 
+/// Whether something is mounted on `path` (statx's mount-root attribute).
+pub fn is_mountpoint(path: &Path) -> bool {
+    rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::BASIC_STATS)
+        .is_ok_and(|st| (st.stx_attributes & st.stx_attributes_mask).contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
+}
+
 /// Whether the filesystem of `dir` can be mounted ID-mapped here (and user
 /// namespaces work): tried on a clone of its mount, never attached anywhere.
 pub fn supported(dir: &Path) -> Result<(), HostError> {

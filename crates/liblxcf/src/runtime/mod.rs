@@ -43,6 +43,12 @@ pub struct Meta {
     pub network: String,
     /// lxcf version that created it.
     pub version: String,
+    /// The first of the container's 65536 host user and group IDs (its root's),
+    /// `None`: a privileged container, its root the host's root (docs/SECURITY.md).
+    pub ids: Option<u32>,
+    /// The lxcf executable that made or last defined the container: the runtime's
+    /// start hook runs it to give an unprivileged container its ID-mapped trees.
+    pub exe: Option<PathBuf>,
 }
 
 /// A directory of the host seen inside the container.

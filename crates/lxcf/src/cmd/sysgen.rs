@@ -14,6 +14,9 @@ pub struct Args {
     /// Override the configured model for these containers.
     #[arg(long, value_parser = ["joint", "separate"])]
     pub model: Option<String>,
+    /// Without a user namespace: root inside is root on the host (see the README).
+    #[arg(long)]
+    pub privileged: bool,
     /// Resource settings, as the commands of the same names take them (see `lxcf
     /// help cpun` and so on). All are checked before anything is built.
     #[command(flatten)]
@@ -84,7 +87,11 @@ impl Resources {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     let names = a.targets.names()?;
-    let create = Create { model: a.model.map(|m| m.parse::<Model>().expect("clap checked the value")), resources: a.res.requests()? };
+    let create = Create {
+        model: a.model.map(|m| m.parse::<Model>().expect("clap checked the value")),
+        resources: a.res.requests()?,
+        privileged: a.privileged.then_some(true),
+    };
     let lx = ctx.open()?;
     batch::run(
         "sysgen",

@@ -113,7 +113,7 @@ fn sysgen_puts_settings_in_the_definition_before_the_first_start() {
     let e = env();
     let r =
         vec![Request::Memswlimit("2G".into()), Request::Memlimit("1G".into()), Request::Cpun("1-2".into()), Request::NetOut("1M".into())];
-    e.create("web1", &Create { model: None, resources: r }).unwrap();
+    e.create("web1", &Create { resources: r, ..Create::default() }).unwrap();
     assert_eq!(calls(&e), [("shape", true)], "defined with its settings, started, then the network shaped");
     let (conf, live) = settings(&e);
     assert_eq!((live.mem, live.memsw, live.net_out), (Some(1 << 30), Some(2 << 30), Some(1 << 20)));
@@ -126,18 +126,18 @@ fn sysgen_with_bad_settings_builds_nothing() {
     let e = env();
     let before = snapshot(&e);
     let r = vec![Request::Memlimit("1G".into()), Request::Cpurate("101".into())];
-    assert!(e.create("web1", &Create { model: None, resources: r }).is_err());
+    assert!(e.create("web1", &Create { resources: r, ..Create::default() }).is_err());
     assert_eq!(snapshot(&e), before);
     // A failure to shape the network once it runs: the whole sysgen is undone.
     e.fake.fail("shape");
-    assert!(e.create("web1", &Create { model: None, resources: vec![Request::NetIn("1M".into())] }).is_err());
+    assert!(e.create("web1", &Create { resources: vec![Request::NetIn("1M".into())], ..Create::default() }).is_err());
     assert_eq!(snapshot(&e), before);
 }
 
 #[test]
 fn a_start_whose_rates_fail_is_stopped() {
     let e = env();
-    e.create("web1", &Create { model: None, resources: vec![Request::NetIn("1M".into())] }).unwrap();
+    e.create("web1", &Create { resources: vec![Request::NetIn("1M".into())], ..Create::default() }).unwrap();
     e.stop("web1").unwrap();
     e.fake.fail("shape");
     assert!(e.start("web1").is_err());

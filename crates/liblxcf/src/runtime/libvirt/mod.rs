@@ -16,6 +16,7 @@ use crate::container::State;
 use crate::resources::Setting;
 use crate::runtime::{Instance, Live, Runtime, RuntimeError, Spec, Usage};
 
+pub mod hook;
 pub mod tune;
 pub mod xml;
 

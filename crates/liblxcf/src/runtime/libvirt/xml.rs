@@ -53,9 +53,11 @@ fn path_str(p: &Path) -> String {
 
 /// The metadata element alone, as libvirt stores and returns it.
 pub fn meta_xml(m: &Meta) -> String {
+    let ids = m.ids.map(|b| format!("<{p}:ids>{b}</{p}:ids>", p = PREFIX)).unwrap_or_default();
+    let exe = m.exe.as_ref().map(|e| format!("<{p}:exe>{}</{p}:exe>", path_str(e), p = PREFIX)).unwrap_or_default();
     format!(
         "<{p}:container xmlns:{p}=\"{NS}\"><{p}:model>{}</{p}:model><{p}:ip>{}</{p}:ip><{p}:root>{}</{p}:root>\
-         <{p}:network>{}</{p}:network><{p}:version>{}</{p}:version></{p}:container>",
+         <{p}:network>{}</{p}:network><{p}:version>{}</{p}:version>{ids}{exe}</{p}:container>",
         m.model,
         m.ip,
         path_str(&m.root),
@@ -63,6 +65,52 @@ pub fn meta_xml(m: &Meta) -> String {
         esc(&m.version),
         p = PREFIX,
     )
+}
+
+/// Where the start hook mounts an unprivileged container's trees ID-mapped, in
+/// libvirtd's mount namespace: `root` (its root directory) and `host/PATH` (each
+/// host directory shared into it). The directories are traversable by the
+/// container's root, which lxcf's root directory (0700) is not.
+pub const IDMAP_DIR: &str = "/run/lxcf/idmap";
+
+/// The directory a filesystem of `name`'s domain has as its source: `real` itself
+/// for a privileged container, its ID-mapped mount otherwise.
+fn fs_source(name: &str, ids: Option<u32>, real: &Path, root: bool) -> PathBuf {
+    match ids {
+        None => real.to_path_buf(),
+        Some(_) if root => Path::new(IDMAP_DIR).join(name).join("root"),
+        Some(_) => Path::new(IDMAP_DIR).join(name).join("host").join(real.strip_prefix("/").unwrap_or(real)),
+    }
+}
+
+/// The host directory behind a filesystem source `fs_source` made (any name).
+fn real_source(src: &str) -> PathBuf {
+    let p = Path::new(src);
+    match p.strip_prefix(IDMAP_DIR).ok().map(|r| r.components().collect::<Vec<_>>()) {
+        Some(c) if c.len() > 2 && c[1].as_os_str() == "host" => c[2..].iter().fold(PathBuf::from("/"), |acc, x| acc.join(x)),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn idmap_xml(base: u32) -> String {
+    format!(
+        "  <idmap>\n    <uid start='0' target='{base}' count='{n}'/>\n    <gid start='0' target='{base}' count='{n}'/>\n  </idmap>\n",
+        n = crate::host::idmap::COUNT
+    )
+}
+
+/// The capabilities root in every lxcf container lacks, beyond those libvirt-LXC
+/// drops itself (sys_module, sys_time, mknod, audit_control, mac_admin,
+/// sys_resource): the policy table in docs/SECURITY.md says why for each.
+pub const DROPPED_CAPS: &[&str] = &["sys_rawio", "mac_override", "sys_pacct", "syslog", "wake_alarm", "block_suspend", "linux_immutable"];
+
+fn features_xml() -> String {
+    let mut x = String::from("  <features>\n    <capabilities policy='default'>\n");
+    for c in DROPPED_CAPS {
+        let _ = writeln!(x, "      <{c} state='off'/>");
+    }
+    x.push_str("    </capabilities>\n  </features>\n");
+    x
 }
 
 /// The container's init: `/bin/sh -c PLACE lxcf-init BOOT`, which gives it cgroups
@@ -102,21 +150,24 @@ pub fn domain_xml(s: &Spec, memory_kib: u64, vcpus: u32) -> String {
     let _ = write!(
         x,
         "<domain type='lxc'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <metadata>\n    {meta}\n  </metadata>\n  \
-         <memory unit='KiB'>{memory_kib}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n{init}  </os>\n  \
-         <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  \
+         <memory unit='KiB'>{memory_kib}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type>exe</type>\n{init}  </os>\n\
+         {idmap}{features}  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  \
+         <on_crash>destroy</on_crash>\n  \
          <devices>\n    <filesystem type='mount'>\n      <source dir='{root}'/>\n      <target dir='/'/>\n    </filesystem>\n",
         name = esc(&s.name),
         uuid = s.uuid,
         meta = meta_xml(&s.meta),
-        root = path_str(&s.meta.root),
+        root = path_str(&fs_source(&s.name, s.meta.ids, &s.meta.root, true)),
         init = init_xml(),
+        idmap = s.meta.ids.map(idmap_xml).unwrap_or_default(),
+        features = features_xml(),
     );
     for m in &s.mounts {
         let ro = if m.readonly { "      <readonly/>\n" } else { "" };
         let _ = write!(
             x,
             "    <filesystem type='mount'>\n      <source dir='{}'/>\n      <target dir='{}'/>\n{ro}    </filesystem>\n",
-            path_str(&m.source),
+            path_str(&fs_source(&s.name, s.meta.ids, &m.source, false)),
             path_str(&m.target),
         );
     }
@@ -172,15 +223,27 @@ pub fn derive(native: &str, s: &Spec) -> Result<String> {
     if let Some(init) = init {
         edits.push((ty.range().end..ty.range().end, init));
     }
+    // The user namespace is the new container's own (or none).
+    let mut idmap = s.meta.ids.map(idmap_xml);
+    for n in dom.children().filter(|n| n.has_tag_name("idmap")) {
+        let indent = n.prev_sibling().filter(|t| t.is_text() && t.text().is_some_and(|t| t.trim().is_empty()));
+        let text = idmap.take().map(|x| format!("\n{}", x.trim_end())).unwrap_or_default();
+        edits.push((indent.map_or(n.range().start, |t| t.range().start)..n.range().end, text));
+    }
+    if let Some(x) = idmap {
+        edits.push((os.range().end..os.range().end, format!("\n{}", x.trim_end())));
+    }
     let devices = child(dom, "devices").ok_or(XmlError::Missing("<devices>"))?;
-    let root = devices
-        .children()
-        .filter(|f| f.has_tag_name("filesystem"))
-        .find(|f| child(*f, "target").and_then(|t| t.attribute("dir")) == Some("/"))
-        .and_then(|f| child(f, "source"))
-        .and_then(|s| attr_range(s, "dir"))
-        .ok_or(XmlError::Missing("root filesystem"))?;
-    edits.push((root, path_str(&s.meta.root)));
+    let mut root = None;
+    for f in devices.children().filter(|f| f.has_tag_name("filesystem")) {
+        let is_root = child(f, "target").and_then(|t| t.attribute("dir")) == Some("/");
+        let Some(src) = child(f, "source").filter(|n| n.attribute("dir").is_some()) else { continue };
+        let r = attr_range(src, "dir").ok_or(XmlError::Missing("filesystem source"))?;
+        let real = if is_root { s.meta.root.clone() } else { real_source(src.attribute("dir").unwrap_or_default()) };
+        edits.push((r, path_str(&fs_source(&s.name, s.meta.ids, &real, is_root))));
+        root = root.or(is_root.then_some(()));
+    }
+    root.ok_or(XmlError::Missing("root filesystem"))?;
     for (i, want) in devices.children().filter(|n| n.has_tag_name("interface")).zip(&s.interfaces) {
         if let Some(r) = child(i, "source").and_then(|s| attr_range(s, "network")) {
             edits.push((r, esc(&want.network)));
@@ -236,6 +299,8 @@ fn meta_of(doc: &roxmltree::Document) -> Option<Meta> {
         root: field("root")?.into(),
         network: field("network")?,
         version: field("version").unwrap_or_default(),
+        ids: field("ids").and_then(|b| b.parse().ok()),
+        exe: field("exe").map(PathBuf::from),
     })
 }
 
@@ -258,7 +323,7 @@ pub fn parse_spec(xml: &str) -> Result<Spec> {
             continue;
         };
         if target != "/" {
-            mounts.push(Mount { source: PathBuf::from(source), target: PathBuf::from(target), readonly: child(f, "readonly").is_some() });
+            mounts.push(Mount { source: real_source(source), target: PathBuf::from(target), readonly: child(f, "readonly").is_some() });
         }
     }
     let mut interfaces = Vec::new();
@@ -323,6 +388,8 @@ mod tests {
             root: "/opt/lxc/<web&1>".into(),
             network: "lxcfnet1".into(),
             version: "0.1.0".into(),
+            ids: None,
+            exe: None,
         };
         let mounts = match model {
             Model::Joint => vec![Mount { source: "/usr".into(), target: "/usr".into(), readonly: true }],
@@ -426,6 +493,42 @@ mod tests {
         s
     }
 
+    /// An unprivileged container: its user namespace, its trees through their
+    /// ID-mapped mounts, read back as the host's trees; a clone gets its own of all.
+    #[test]
+    fn an_unprivileged_domain_maps_its_ids_and_trees() {
+        let mut s = spec(Model::Joint);
+        s.meta.ids = Some(1_065_536);
+        let x = xml_of(&s);
+        assert!(
+            x.contains("<uid start='0' target='1065536' count='65536'/>") && x.contains("<gid start='0' target='1065536' count='65536'/>")
+        );
+        assert!(
+            x.contains("<source dir='/run/lxcf/idmap/web1/root'/>") && x.contains("<source dir='/run/lxcf/idmap/web1/host/usr'/>"),
+            "{x}"
+        );
+        assert!(x.contains("<sys_rawio state='off'/>"), "{x}");
+        let back = parse_spec(&x).unwrap();
+        assert_eq!(back.meta, s.meta);
+        assert_eq!(back.mounts, s.mounts);
+        let mut s2 = derived_spec(&back);
+        s2.meta.ids = Some(1_131_072);
+        let y = derive(&x, &s2).unwrap();
+        assert!(y.contains("target='1131072'") && !y.contains("1065536"), "{y}");
+        assert!(
+            y.contains("<source dir='/run/lxcf/idmap/web2/root'/>") && y.contains("<source dir='/run/lxcf/idmap/web2/host/usr'/>"),
+            "{y}"
+        );
+        assert_eq!(y.matches("<idmap>").count(), 1);
+        // From a privileged source: the map is added.
+        let z = derive(&xml_of(&spec(Model::Joint)), &s2).unwrap();
+        assert!(z.contains("target='1131072'") && z.contains("/run/lxcf/idmap/web2/host/usr"), "{z}");
+        // And to a privileged clone: it goes.
+        s2.meta.ids = None;
+        let p = derive(&x, &s2).unwrap();
+        assert!(!p.contains("<idmap>") && p.contains("<source dir='/usr'/>"), "{p}");
+    }
+
     #[test]
     fn derived_xml_is_a_new_domain_with_the_same_settings() {
         let s = spec(Model::Joint);
@@ -440,7 +543,7 @@ mod tests {
         assert_eq!(text("name"), "web2");
         assert_eq!(text("uuid"), s2.uuid.to_string());
         assert_eq!(parse_meta(&x), Some(s2.meta.clone()));
-        assert!(!x.contains("<mac"), "{x}");
+        assert!(!x.contains("<mac "), "{x}");
         assert!(x.contains("<source dir='/opt/lxc/web2'/>") && x.contains("<source dir='/usr'/>"), "{x}");
         assert!(x.contains("<source network='net2'/>"), "{x}");
         assert!(x.contains("<ip address='10.1.2.3' family='ipv4' prefix='16'/>"), "{x}");

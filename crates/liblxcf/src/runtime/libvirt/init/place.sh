@@ -10,6 +10,11 @@
 # container would miss its services and its device rules would not hold. So
 # every hierarchy libvirt did not place it in gets /lxcf/NAME, and the namespace
 # shows the container its own cgroups as the root, as on a host of its own.
+#
+# In a user namespace (an unprivileged container) root here cannot make or
+# enter cgroups of the host's: lxcf's libvirt hook does it from the host once
+# libvirt has started this process, and gives them to the container's root; this
+# waits for that (bounded), and the second half mounts the hierarchies.
 # $1: the second half, run as `/bin/sh -c "$1"` in the new namespace.
 set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -26,7 +31,15 @@ base=$(printf '%s\n' "$cg" | sed -n 's/^[0-9]*:\(.*,\)\{0,1\}cpu\(,.*\)\{0,1\}:\
 [ -n "$base" ] && [ "$base" != / ] || fail "libvirt gave it no cgroup of its own"
 leaf=${base##*/}
 c=/sys/fs/cgroup
-if [ "$(stat -f -c %T $c)" != cgroup2fs ]; then
+read -r _ _ span </proc/self/uid_map
+if [ "$span" != 4294967295 ]; then
+    i=0
+    while grep -qv -e "/lxcf/$name\$" -e "/$leaf\$" -e '^0::' /proc/$$/cgroup; do
+        i=$((i + 1))
+        [ $i -le 600 ] || fail "its cgroups were not given to it (is lxcf's libvirt hook installed?)"
+        sleep 0.05
+    done
+elif [ "$(stat -f -c %T $c)" != cgroup2fs ]; then
     mount -o remount,rw $c || fail "cannot make $c writable"
     printf '%s\n' "$cg" | while IFS=: read -r id ctrls path; do
         [ "${path##*/}" = "$leaf" ] && continue
