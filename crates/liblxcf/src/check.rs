@@ -35,7 +35,7 @@ use crate::Lxcf;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Which invariant: `root-missing`, `orphan-root`, `partial`, `intent`, `update`,
-    /// `hosts-missing`, `hosts-stale`, `ip-twice`, `mac-twice`, `transient`,
+    /// `hosts-missing`, `hosts-stale`, `ip-twice`, `mac-twice`, `ids-twice`, `transient`,
     /// `cgroup`, `mount`, `record`.
     pub check: &'static str,
     pub name: String,
@@ -152,6 +152,22 @@ impl Lxcf {
                 false,
                 Some("erase all but one of them".into()),
             );
+        }
+        // Two containers whose host IDs meet: root in one owns the other's files.
+        let ranged: Vec<(&String, crate::container::ids::Range)> =
+            instances.iter().filter_map(|i| Some((&i.name, crate::container::ids::range(i.meta.as_ref()?.ids?)))).collect();
+        for (k, (a, ra)) in ranged.iter().enumerate() {
+            for (b, rb) in &ranged[k + 1..] {
+                if ra.0 < rb.1 && rb.0 < ra.1 {
+                    add(
+                        "ids-twice",
+                        &format!("{a},{b}"),
+                        format!("host IDs {}-{} of {a} meet {}-{} of {b}", ra.0, ra.1 - 1, rb.0, rb.1 - 1),
+                        false,
+                        Some("erase one of them, or make a copy of it with `lxcf clone` (a clone gets a range of its own)".into()),
+                    );
+                }
+            }
         }
         for (mac, names) in macs.iter().filter(|(_, n)| n.len() > 1) {
             add(

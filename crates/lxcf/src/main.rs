@@ -84,6 +84,8 @@ enum Command {
     Update(cmd::update::Args),
     /// Copy a host file or directory to the same path in every container.
     Deploy(cmd::deploy::Args),
+    /// Give a stopped privileged container a user namespace of its own.
+    Unprivilege(cmd::unprivilege::Args),
     /// Run a command inside a running container: lxcf exec NAME -- CMD [ARG]...
     Exec(cmd::exec::Args),
     /// Attach to a running container's console (leave with Ctrl-]).
@@ -192,6 +194,7 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         Command::Check(a) => cmd::check::run(ctx, a),
         Command::Update(a) => cmd::update::run(ctx, a),
         Command::Deploy(a) => cmd::deploy::run(ctx, a),
+        Command::Unprivilege(a) => cmd::unprivilege::run(ctx, a),
         Command::Exec(a) => return cmd::exec::run(ctx, a),
         Command::Console(a) => return cmd::console::run(ctx, a),
         Command::Completions(_) | Command::Manpages(_) | Command::HookPrepare { .. } => unreachable!("handled above"),

@@ -78,6 +78,45 @@ impl Lxcf {
         }))
     }
 
+    /// `lxcf unprivilege NAME`: a stopped privileged container (one made with
+    /// `--privileged` or by an lxcf before 0.2) gets a range of host IDs and the
+    /// capability policy, from its next start on. Its files keep their owners: a
+    /// root is stored with the owners the container sees, privileged or not, and the
+    /// ID-mapped mounts show them shifted. Returns the first ID of its range.
+    pub fn unprivilege(&self, name: &Name) -> Result<u32> {
+        let _update = self.enter(Hold::Shared)?;
+        let _lock = self.name_lock_wait(name)?;
+        let (i, meta) = self.lxcf_instance(name)?;
+        if let Some(b) = meta.ids {
+            return Ok(b);
+        }
+        if i.state.is_active() {
+            return Err(Error::Running(name.to_string()));
+        }
+        crate::host::idmap::supported(&self.cfg.root)?;
+        let mut spec = self.rt.spec(name)?;
+        let had_record = self.recorded(name);
+        let base = {
+            let _global = self.global_lock()?;
+            let base = super::ids::allocate(&self.used_ids(&self.rt.list()?)?)?;
+            self.record_root_ids(name, Some(base))?;
+            base
+        };
+        spec.meta.ids = Some(base);
+        spec.meta.exe = std::env::current_exe().ok();
+        if spec.dropped_caps.is_empty() {
+            spec.dropped_caps = crate::runtime::DROPPED_CAPS.iter().map(|c| c.to_string()).collect();
+        }
+        if let Err(e) = self.rt.define(&spec) {
+            let undone = if had_record { self.record_root_ids(name, None) } else { self.forget_root(name) };
+            if let Err(u) = undone {
+                tracing::error!("{name}: cannot give back its range of IDs: {u}");
+            }
+            return Err(e.into());
+        }
+        Ok(base)
+    }
+
     /// Starts containers when the host boots (the runtime's autostart), or no longer.
     pub fn sysstart(&self, names: &[Name], on: bool, jobs: usize, each: Each<()>) -> Result<Vec<(Name, Result<()>)>> {
         let _update = self.enter(Hold::Shared)?;

@@ -161,6 +161,11 @@ impl Lxcf {
             self.report.found(&format!("an interrupted `lxcf deploy` cannot be finished: {}", error::chain(&e)));
         }
         if self.cfg.root.is_dir() {
+            // Roots hold setuid files owned by the host's root (an unprivileged
+            // container's disk keeps the owners it sees): no one else may reach them.
+            if let Err(e) = self.keep_root_private() {
+                self.report.found(&format!("cannot make {} private (0700): {}", self.cfg.root.display(), error::chain(&e)));
+            }
             if let Err(e) = self.recover_intents() {
                 self.report.found(&format!("what an interrupted command left cannot be repaired: {}", error::chain(&e)));
             }
@@ -204,6 +209,18 @@ impl Lxcf {
     fn ensure_root(&self) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.cfg.root).map_err(error::io("create", &self.cfg.root))?;
+        self.keep_root_private()
+    }
+
+    /// The containers' root directory is 0700 whoever made it so otherwise.
+    fn keep_root_private(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = &self.cfg.root;
+        let mode = std::fs::metadata(root).map_err(error::io("stat", root))?.permissions().mode() & 0o7777;
+        if mode != 0o700 {
+            tracing::warn!("{}: mode {mode:04o} made 0700", root.display());
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(error::io("chmod", root))?;
+        }
         Ok(())
     }
 

@@ -85,6 +85,7 @@ impl Lxcf {
             mounts: layout::mounts(model, &self.cfg.source),
             interfaces: vec![self.interface(r.ip)],
             resources: resources.clone(),
+            dropped_caps: crate::runtime::DROPPED_CAPS.iter().map(|c| c.to_string()).collect(),
             native: None,
         };
         self.install(name, &r, &renamed, &spec, undo)?;

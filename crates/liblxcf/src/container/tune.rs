@@ -151,6 +151,10 @@ pub struct Report {
     /// Its root directory and how that is stored (`None`: missing).
     pub root: PathBuf,
     pub storage: Option<Backend>,
+    /// The first of its host IDs; `None`: privileged.
+    pub ids: Option<u32>,
+    /// Capabilities root inside lacks beyond the runtime's own drops.
+    pub dropped_caps: Vec<String>,
     pub rows: Vec<Row>,
 }
 
@@ -163,7 +167,8 @@ impl Lxcf {
     pub fn show(&self, name: &Name) -> Result<Report> {
         let _update = self.enter(Hold::Shared)?;
         let (d, meta) = self.lxcf_instance(name)?;
-        let conf = self.rt.spec(name)?.resources;
+        let spec = self.rt.spec(name)?;
+        let (conf, dropped_caps) = (spec.resources, spec.dropped_caps);
         let eff = match self.rt.live(name)? {
             Some(l) => Some(self.host.effective(&l)?),
             None => None,
@@ -227,7 +232,16 @@ impl Lxcf {
             effective: eff.as_ref().map(|e| bytes(e.net_out)),
         });
         let storage = storage::backend_of(&meta.root);
-        Ok(Report { name: name.to_string(), state: d.state, cgroup: eff.map(|e| e.cgroup.as_str()), root: meta.root, storage, rows })
+        Ok(Report {
+            name: name.to_string(),
+            state: d.state,
+            cgroup: eff.map(|e| e.cgroup.as_str()),
+            root: meta.root,
+            storage,
+            ids: meta.ids,
+            dropped_caps,
+            rows,
+        })
     }
 }
 

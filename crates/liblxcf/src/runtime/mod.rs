@@ -84,11 +84,20 @@ pub struct Spec {
     pub mounts: Vec<Mount>,
     pub interfaces: Vec<Interface>,
     pub resources: Settings,
+    /// Capabilities root inside lacks beyond the runtime's own drops ([`DROPPED_CAPS`]
+    /// for a new container; none for one made before lxcf had the policy).
+    pub dropped_caps: Vec<String>,
     /// The runtime's own definition this spec was read from, opaque to lxcf. A spec
     /// defined with it keeps what lxcf has no field for (devices or tuning added
     /// with virsh): `lxcf clone` derives NEW from SRC's spec this way.
     pub native: Option<Native>,
 }
+
+/// The capability policy of new containers: what root inside lacks beyond what
+/// libvirt-LXC drops itself (sys_module, sys_time, mknod, audit_control, mac_admin,
+/// sys_resource). The table in the README says why each is dropped and why the
+/// others are kept.
+pub const DROPPED_CAPS: &[&str] = &["sys_rawio", "mac_override", "sys_pacct", "syslog", "wake_alarm", "block_suspend", "linux_immutable"];
 
 /// A runtime's own definition of a container; only the runtime that made it reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]

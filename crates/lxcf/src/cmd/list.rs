@@ -24,6 +24,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
                     "ip": c.meta.ip.to_string(),
                     "autostart": c.autostart,
                     "root": c.meta.root,
+                    "privileged": c.meta.ids.is_none(),
+                    "ids": c.meta.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::host::idmap::COUNT})),
                     "storage": c.storage.map(|s| s.as_str()),
                     "cpu_percent": s.live.map(|l| (l.cpu_percent * 10.0).round() / 10.0),
                     "cpu_time_ns": s.live.map(|l| l.cpu_ns),
@@ -36,8 +38,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     }
     let w = list.iter().map(|s| s.container.name.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {:>6}  {:>6}",
-        "NAME", "STATE", "MODEL", "IP", "AUTOSTART", "STORAGE", "CPU%", "MEMORY"
+        "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {:10}  {:>6}  {:>6}",
+        "NAME", "STATE", "MODEL", "IP", "AUTOSTART", "STORAGE", "IDS", "CPU%", "MEMORY"
     );
     for s in &list {
         let c = &s.container;
@@ -46,13 +48,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {cpu:>6}  {mem:>6}",
+            "{:w$}  {:8}  {:8}  {:15}  {:9}  {:7}  {:10}  {cpu:>6}  {mem:>6}",
             c.name,
             c.state.as_str(),
             c.meta.model.as_str(),
             c.meta.ip.to_string(),
             if c.autostart { "yes" } else { "no" },
-            c.storage.map(|s| s.as_str()).unwrap_or("missing")
+            c.storage.map(|s| s.as_str()).unwrap_or("missing"),
+            c.meta.ids.map_or("privileged".to_string(), |b| b.to_string()),
         );
     }
     Ok(())

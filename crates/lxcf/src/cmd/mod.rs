@@ -16,6 +16,7 @@ pub mod stop;
 pub mod sysgen;
 pub mod sysstart;
 pub mod tune;
+pub mod unprivilege;
 pub mod update;
 
 use std::sync::Arc;

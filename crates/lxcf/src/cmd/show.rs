@@ -35,6 +35,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
             "cgroup": r.cgroup,
             "root": r.root,
             "storage": r.storage.map(|s| s.as_str()),
+            "privileged": r.ids.is_none(),
+            "ids": r.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::host::idmap::COUNT})),
+            "dropped_capabilities": r.dropped_caps,
             "settings": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("plain values"));
@@ -45,6 +48,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
         None => println!("{}: {}, the configured values take effect at its next start", r.name, r.state.as_str()),
     }
     println!("root: {} ({})", r.root.display(), r.storage.map_or("missing", |s| s.as_str()));
+    match r.ids {
+        Some(b) => println!("ids: host {b}-{} are its 0-65535 (unprivileged)", b as u64 + liblxcf::host::idmap::COUNT as u64 - 1),
+        None => println!("ids: the host's own (privileged: root inside is root on the host)"),
+    }
+    if !r.dropped_caps.is_empty() {
+        println!("capabilities dropped (beyond libvirt's): {}", r.dropped_caps.join(" "));
+    }
     let cells: Vec<[String; 4]> = r
         .rows
         .iter()

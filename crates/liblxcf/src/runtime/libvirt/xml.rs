@@ -99,14 +99,12 @@ fn idmap_xml(base: u32) -> String {
     )
 }
 
-/// The capabilities root in every lxcf container lacks, beyond those libvirt-LXC
-/// drops itself (sys_module, sys_time, mknod, audit_control, mac_admin,
-/// sys_resource): the policy table in docs/SECURITY.md says why for each.
-pub const DROPPED_CAPS: &[&str] = &["sys_rawio", "mac_override", "sys_pacct", "syslog", "wake_alarm", "block_suspend", "linux_immutable"];
-
-fn features_xml() -> String {
+fn features_xml(dropped: &[String]) -> String {
+    if dropped.is_empty() {
+        return String::new();
+    }
     let mut x = String::from("  <features>\n    <capabilities policy='default'>\n");
-    for c in DROPPED_CAPS {
+    for c in dropped {
         let _ = writeln!(x, "      <{c} state='off'/>");
     }
     x.push_str("    </capabilities>\n  </features>\n");
@@ -160,7 +158,7 @@ pub fn domain_xml(s: &Spec, memory_kib: u64, vcpus: u32) -> String {
         root = path_str(&fs_source(&s.name, s.meta.ids, &s.meta.root, true)),
         init = init_xml(),
         idmap = s.meta.ids.map(idmap_xml).unwrap_or_default(),
-        features = features_xml(),
+        features = features_xml(&s.dropped_caps),
     );
     for m in &s.mounts {
         let ro = if m.readonly { "      <readonly/>\n" } else { "" };
@@ -232,6 +230,10 @@ pub fn derive(native: &str, s: &Spec) -> Result<String> {
     }
     if let Some(x) = idmap {
         edits.push((os.range().end..os.range().end, format!("\n{}", x.trim_end())));
+    }
+    // The capability policy, for a source made before lxcf had one.
+    if child(dom, "features").is_none() && !s.dropped_caps.is_empty() {
+        edits.push((os.range().end..os.range().end, format!("\n{}", features_xml(&s.dropped_caps).trim_end())));
     }
     let devices = child(dom, "devices").ok_or(XmlError::Missing("<devices>"))?;
     let mut root = None;
@@ -344,7 +346,14 @@ pub fn parse_spec(xml: &str) -> Result<Spec> {
         });
     }
     let resources = tune::settings_of(&doc)?;
-    Ok(Spec { name, uuid, meta, mounts, interfaces, resources, native: Some(Native(xml.to_string())) })
+    let dropped_caps = child(dom, "features")
+        .and_then(|f| child(f, "capabilities"))
+        .into_iter()
+        .flat_map(|c| c.children())
+        .filter(|c| c.is_element() && c.attribute("state") == Some("off"))
+        .map(|c| c.tag_name().name().to_string())
+        .collect();
+    Ok(Spec { name, uuid, meta, mounts, interfaces, resources, dropped_caps, native: Some(Native(xml.to_string())) })
 }
 
 pub fn network_xml(n: &NetConfig) -> String {
@@ -404,6 +413,7 @@ mod tests {
             mounts,
             interfaces: vec![iface],
             resources: Settings::default(),
+            dropped_caps: crate::runtime::DROPPED_CAPS.iter().map(|c| c.to_string()).collect(),
             native: None,
         }
     }
