@@ -79,16 +79,35 @@ pub fn userns(base: u32, count: u32) -> Result<OwnedFd, HostError> {
 /// user namespace `userns`, read-only with `readonly`. Only `source` itself, not
 /// what is mounted below it.
 pub fn mount(source: &Path, target: &Path, userns: &OwnedFd, readonly: bool) -> Result<(), HostError> {
-    let tree = rustix::mount::open_tree(rustix::fs::CWD, source, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
-        .map_err(error::io("clone the mount of", source))?;
+    let tree = clone_tree(source)?;
+    if let Err(e) = map_owners(&tree, userns, readonly) {
+        return Err(match e {
+            Errno::INVAL | Errno::PERM | Errno::NOSYS | Errno::OPNOTSUPP => HostError::NoIdmap { path: source.to_path_buf() },
+            e => error::io("map the owners of", source)(e).into(),
+        });
+    }
+    rustix::mount::move_mount(&tree, c"", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(error::io("mount the owner-mapped tree at", target))?;
+    Ok(())
+}
+
+/// A detached copy of the mount at `dir` (only that one, not those below it).
+fn clone_tree(dir: &Path) -> Result<OwnedFd, HostError> {
+    Ok(rustix::mount::open_tree(rustix::fs::CWD, dir, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .map_err(error::io("clone the mount of", dir))?)
+}
+
+/// mount_setattr(2) with MOUNT_ATTR_IDMAP (and RDONLY) on a detached tree; libc and
+/// rustix have no wrapper for it.
+fn map_owners(tree: &OwnedFd, userns: &OwnedFd, readonly: bool) -> Result<(), Errno> {
     let mut attr = libc::mount_attr {
         attr_set: MOUNT_ATTR_IDMAP | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_fd().as_raw_fd() as u64,
     };
-    // SAFETY: mount_setattr on a descriptor we own, an empty path with AT_EMPTY_PATH,
-    // and a mount_attr of the size we pass; libc has no wrapper for it.
+    // SAFETY: a descriptor we own, an empty path with AT_EMPTY_PATH, and a
+    // mount_attr of the size we pass.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -100,14 +119,8 @@ pub fn mount(source: &Path, target: &Path, userns: &OwnedFd, readonly: bool) -> 
         )
     };
     if rc != 0 {
-        let e = Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
-        return Err(match e {
-            Errno::INVAL | Errno::PERM | Errno::NOSYS | Errno::OPNOTSUPP => HostError::NoIdmap { path: source.to_path_buf() },
-            e => error::io("map the owners of", source)(e).into(),
-        });
+        return Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)));
     }
-    rustix::mount::move_mount(&tree, c"", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(error::io("mount the owner-mapped tree at", target))?;
     Ok(())
 }
 
@@ -121,24 +134,7 @@ pub fn is_mountpoint(path: &Path) -> bool {
 /// namespaces work): tried on a clone of its mount, never attached anywhere.
 pub fn supported(dir: &Path) -> Result<(), HostError> {
     let ns = userns(1 << 30, COUNT)?;
-    let tree = rustix::mount::open_tree(rustix::fs::CWD, dir, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
-        .map_err(error::io("clone the mount of", dir))?;
-    let mut attr = libc::mount_attr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: ns.as_raw_fd() as u64 };
-    // SAFETY: as in `mount`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &mut attr as *mut libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(HostError::NoIdmap { path: dir.to_path_buf() });
-    }
-    Ok(())
+    map_owners(&clone_tree(dir)?, &ns, false).map_err(|_| HostError::NoIdmap { path: dir.to_path_buf() })
 }
 
 #[cfg(test)]

@@ -21,4 +21,5 @@ mod lifecycle;
 mod resources;
 mod separate;
 mod shell;
+mod unprivileged;
 mod update;
