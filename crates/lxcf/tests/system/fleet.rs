@@ -58,12 +58,15 @@ fn batch_with_one_failure() {
     env.lxcf(&["sysstart", &x1, &x3]).ok("sysstart two");
     assert!(list_json(&env).iter().all(|c| c["autostart"] == true));
 
-    // erase -n removes the two and what squatted x0002's place under lxcf's root.
-    let o = env.lxcf(&["erase", "-n", "3", &p]).ok("erase -n 3");
-    assert!(o.stderr.contains("erase: 3 containers in"), "{}", o.stderr);
+    // erase -n removes the two; what squatted x0002's place under lxcf's root is not
+    // lxcf's (it has no record of it), so it stays, and that one fails (exit 4).
+    let o = env.lxcf(&["erase", "-n", "3", &p]);
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("{x2}: error:")) && o.stderr.contains("was not made by lxcf"), "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("{x1}: erased")) && o.stderr.contains(&format!("{x3}: erased")), "{}", o.stderr);
     assert!(env.domains().is_empty());
     assert_eq!(env.hosts_text(), "127.0.0.1\tlocalhost\n# a line lxcf must keep\n");
-    assert!(!squatter.exists());
+    assert!(squatter.join("keep").is_dir());
 }
 
 #[test]
