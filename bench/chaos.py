@@ -4,6 +4,7 @@ each followed by the next command (which repairs what it finds) and `lxcf check`
 
     bench/chaos.py [ITERATIONS] [LXCF] [SEED]     (root, libvirtd running)
 
+The network is isolated, on LXCF_CHAOS_SUBNET (default 10.219.77.0/24).
 LXCF must be a debug build (`cargo build -p lxcf`): only debug builds honour
 LXCF_TEST_CRASH (liblxcf::fault). Each iteration picks a command (sysgen, clone,
 erase, start, stop, a resource change, deploy, update) on a few names and a crash
@@ -38,7 +39,7 @@ with open(os.path.join(work, "hosts"), "w") as f:
     f.write("127.0.0.1\tlocalhost\n")
 with open(conf, "w") as f:
     f.write(f"[Model]\nmodel=joint\n[Paths]\nroot={work}/lxc\nhosts={work}/hosts\n"
-            f"[Network]\nname={net}\nbridge={net}br\nsubnet=10.215.0.0/24\nforward=none\n")
+            f"[Network]\nname={net}\nbridge={net}br\nsubnet={os.environ.get('LXCF_CHAOS_SUBNET', '10.219.77.0/24')}\nforward=none\n")
 env = dict(os.environ, LXCF_CONFIG=conf)
 env.pop("LXCF_TEST_CRASH", None)
 deployed = os.path.join(work, "deployed.conf")
