@@ -36,6 +36,16 @@ pub use container::{Container, State};
 pub use error::{Error, Kind, Result};
 pub use name::Name;
 
+/// How many host IDs an unprivileged container has (its 0 to COUNT-1).
+pub const IDS_PER_CONTAINER: u32 = host::idmap::COUNT;
+
+/// `lxcf hook-prepare NAME`: what the libvirt hook asks before an unprivileged
+/// container starts (its trees mounted with its owners mapped), from the domain
+/// definition libvirt gives the hook. Needs no configuration and never calls libvirt.
+pub fn hook_prepare(name: &str, definition: &str) -> Result<()> {
+    runtime::libvirt::hook::prepare(name, definition)
+}
+
 use host::Host;
 use maint::update::{Recovered, Runner};
 use rootfs::copy::Progress;

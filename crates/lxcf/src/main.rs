@@ -167,7 +167,7 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
             message: format!("cannot read the domain XML: {e}"),
             hint: None,
         })?;
-        return liblxcf::runtime::libvirt::hook::prepare(name, &xml).map(|()| 0).map_err(Into::into);
+        return liblxcf::hook_prepare(name, &xml).map(|()| 0).map_err(Into::into);
     }
     let ctx = cmd::Ctx { cfg: liblxcf::Config::load(config)? };
     let ctx = &ctx;

@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
                     "autostart": c.autostart,
                     "root": c.meta.root,
                     "privileged": c.meta.ids.is_none(),
-                    "ids": c.meta.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::host::idmap::COUNT})),
+                    "ids": c.meta.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::IDS_PER_CONTAINER})),
                     "storage": c.storage.map(|s| s.as_str()),
                     "cpu_percent": s.live.map(|l| (l.cpu_percent * 10.0).round() / 10.0),
                     "cpu_time_ns": s.live.map(|l| l.cpu_ns),

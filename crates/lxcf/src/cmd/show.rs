@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
             "root": r.root,
             "storage": r.storage.map(|s| s.as_str()),
             "privileged": r.ids.is_none(),
-            "ids": r.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::host::idmap::COUNT})),
+            "ids": r.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::IDS_PER_CONTAINER})),
             "dropped_capabilities": r.dropped_caps,
             "settings": rows,
         });
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     }
     println!("root: {} ({})", r.root.display(), r.storage.map_or("missing", |s| s.as_str()));
     match r.ids {
-        Some(b) => println!("ids: host {b}-{} are its 0-65535 (unprivileged)", b as u64 + liblxcf::host::idmap::COUNT as u64 - 1),
+        Some(b) => println!("ids: host {b}-{} are its 0-65535 (unprivileged)", b as u64 + liblxcf::IDS_PER_CONTAINER as u64 - 1),
         None => println!("ids: the host's own (privileged: root inside is root on the host)"),
     }
     if !r.dropped_caps.is_empty() {
