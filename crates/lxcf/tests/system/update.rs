@@ -202,6 +202,11 @@ fn joint_update_installs_and_removes_everywhere() {
         assert_eq!(out.stdout.trim(), format!("lxcf-test-hello from {n}"));
         let s = env.exec(n, &["/usr/bin/dpkg-query", "-W", "-f=${Status}", pkg]).ok("dpkg-query inside");
         assert_eq!(s.stdout, "install ok installed");
+        // What the package and its script wrote is root's as the container sees it
+        // (in its user namespace too).
+        for f in ["/etc/lxcf-test-hello.conf", "/var/lib/lxcf-test-hello/state"] {
+            assert_eq!(env.exec(n, &["/usr/bin/stat", "-c", "%u:%g", f]).ok("stat inside").stdout.trim(), "0:0", "{n}: {f}");
+        }
     }
     assert!(!env.root.join(".lxcf/update").exists());
     no_mounts_left(&env);
