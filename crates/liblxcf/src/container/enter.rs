@@ -111,22 +111,28 @@ pub fn environment(caller: impl Iterator<Item = (OsString, OsString)>) -> Vec<(O
 /// those roots: libvirt's cgroups for the container, lxcf's for the hierarchies
 /// libvirt left alone. A container whose mounts show a hierarchy's root is joined
 /// to nothing there.
-fn cgroup_procs_files(container: &[CgroupMount], ours: &[CgroupMount]) -> Vec<PathBuf> {
+/// A hierarchy the container does not mount (the v2 one beside v1 ones in an
+/// unprivileged container) is joined where its init is (`init_cgroup`, its
+/// /proc/PID/cgroup as lxcf reads it).
+fn cgroup_procs_files(container: &[CgroupMount], ours: &[CgroupMount], init_cgroup: &str) -> Vec<PathBuf> {
+    let same = |a: &[String], b: &[String]| if a.is_empty() { b.is_empty() } else { !b.is_empty() && a.iter().all(|w| b.contains(w)) };
+    let mut wanted: Vec<(Vec<String>, String)> = container.iter().map(|c| (c.ctrls.clone(), c.root.clone())).collect();
+    for l in init_cgroup.lines() {
+        let mut f = l.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else { continue };
+        let ctrls: Vec<String> = ctrls.split(',').filter(|c| !c.is_empty()).map(String::from).collect();
+        if !container.iter().any(|c| same(&c.ctrls, &ctrls)) {
+            wanted.push((ctrls, path.to_string()));
+        }
+    }
     let mut out = Vec::new();
-    for c in container {
-        if c.root == "/" || c.root.is_empty() {
+    for (ctrls, root) in wanted {
+        if root == "/" || root.is_empty() || root.starts_with("/..") {
             continue;
         }
-        let mount = ours.iter().filter(|m| m.root == "/").find(|m| {
-            if c.ctrls.is_empty() {
-                m.ctrls.is_empty()
-            } else {
-                !m.ctrls.is_empty() && c.ctrls.iter().all(|w| m.ctrls.contains(w))
-            }
-        });
-        match mount {
-            Some(m) => out.push(m.at.join(c.root.trim_start_matches('/')).join("cgroup.procs")),
-            None => tracing::debug!("cgroup hierarchy `{}` is not mounted here; not joined", c.ctrls.join(",")),
+        match ours.iter().filter(|m| m.root == "/").find(|m| same(&ctrls, &m.ctrls)) {
+            Some(m) => out.push(m.at.join(root.trim_start_matches('/')).join("cgroup.procs")),
+            None => tracing::debug!("cgroup hierarchy `{}` is not mounted here; not joined", ctrls.join(",")),
         }
     }
     out
@@ -208,7 +214,8 @@ pub fn prepare(proc: &Path, init: u32, argv: &[OsString], env: &[(OsString, OsSt
     let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(inspect(&p));
     let theirs = read(dir.join("mountinfo"))?;
     let ours = read(proc.join("self/mountinfo"))?;
-    let cgroup_procs = cgroup_procs_files(&cgroup_mounts(&theirs), &cgroup_mounts(&ours))
+    let init_cgroup = read(dir.join("cgroup"))?;
+    let cgroup_procs = cgroup_procs_files(&cgroup_mounts(&theirs), &cgroup_mounts(&ours), &init_cgroup)
         .iter()
         .map(|p| cstring(p.as_os_str()))
         .collect::<Result<_, _>>()?;
@@ -538,7 +545,7 @@ mod tests {
 89 118 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
 96 118 0:39 /lxcf/web1 /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
 ";
-        let files = cgroup_procs_files(&cgroup_mounts(theirs), &cgroup_mounts(MOUNTINFO));
+        let files = cgroup_procs_files(&cgroup_mounts(theirs), &cgroup_mounts(MOUNTINFO), "");
         let p = |s: &str| PathBuf::from(format!("/sys/fs/cgroup/{s}/cgroup.procs"));
         assert_eq!(
             files,
@@ -550,6 +557,12 @@ mod tests {
                 p("unified/lxcf/web1"),
             ]
         );
+        // An unprivileged container mounts no v2 hierarchy beside v1 ones: its init's
+        // place there is joined.
+        let no_v2: String = theirs.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
+        let files = cgroup_procs_files(&cgroup_mounts(&no_v2), &cgroup_mounts(MOUNTINFO), "1:cpu:/machine/x\n0::/lxcf/web1\n");
+        assert_eq!(files.last().unwrap(), &p("unified/lxcf/web1"));
+        assert_eq!(files.len(), 5, "{files:?}");
         // A hierarchy at its root is not joined; one not mounted here (cpuset) is left
         // out rather than guessed; our own mount of a subtree (/mnt/elsewhere) is not used.
         let m = cgroup_mounts(MOUNTINFO);

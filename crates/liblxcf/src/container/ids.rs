@@ -4,8 +4,15 @@
 //! namespaces (/etc/subuid, /etc/subgid) has. Allocated under the host-wide lock and
 //! written into the container's root record at once (see `reserve`), so that two
 //! sysgens at the same moment never get the same one.
+//!
+//! IDs belong to the host, not to one configuration: lxcf runs with other roots on
+//! the same host (a second configuration, the test suite, a bench) take from the
+//! same space. So the lock is host-wide ([`HOST_LOCK`]), and a range taken before
+//! its domain exists is also written to [`RESERVED`]`/FIRST`, naming the root record
+//! that holds it: valid as long as that record says so (a record removed by an
+//! erase or an undo frees it), which any lxcf, whatever its root, can read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::host::idmap::COUNT;
 
@@ -34,6 +41,36 @@ pub fn allocate(used: &[Range]) -> Result<u32, Exhausted> {
         }
     }
     Err(Exhausted)
+}
+
+/// The host-wide lock around allocating a range.
+pub const HOST_LOCK: &str = "/run/lxcf/ids.lock";
+/// Ranges taken by any lxcf on this host before their domains exist.
+pub const RESERVED: &str = "/run/lxcf/ids";
+
+/// Writes the reservation of the range from `first` by the root record `record`.
+pub fn reserve(first: u32, record: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(RESERVED)?;
+    std::fs::write(Path::new(RESERVED).join(first.to_string()), record.as_os_str().as_encoded_bytes())
+}
+
+/// The ranges reserved and still held by the records that reserved them; stale
+/// reservations are removed.
+pub fn reserved() -> Vec<Range> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(RESERVED).into_iter().flatten().flatten() {
+        let Some(first) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let record = std::fs::read(e.path()).ok().map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
+        let held = record
+            .and_then(|r| std::fs::read_to_string(r).ok())
+            .is_some_and(|t| t.lines().any(|l| l.strip_prefix("ids=").is_some_and(|b| b.trim() == first.to_string())));
+        if held {
+            out.push(range(first));
+        } else {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    out
 }
 
 /// The host's own users' and groups' IDs and its subordinate ranges, under `etc`.

@@ -109,7 +109,7 @@ impl Lxcf {
         self.lock_dir().join("intent").join(name)
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn record_path(&self, name: &str) -> PathBuf {
         self.lock_dir().join("roots").join(name)
     }
 

@@ -96,12 +96,7 @@ impl Lxcf {
         crate::host::idmap::supported(&self.cfg.root)?;
         let mut spec = self.rt.spec(name)?;
         let had_record = self.recorded(name);
-        let base = {
-            let _global = self.global_lock()?;
-            let base = super::ids::allocate(&self.used_ids(&self.rt.list()?)?)?;
-            self.record_root_ids(name, Some(base))?;
-            base
-        };
+        let base = self.take_ids(name)?;
         spec.meta.ids = Some(base);
         spec.meta.exe = std::env::current_exe().ok();
         if spec.dropped_caps.is_empty() {

@@ -218,7 +218,7 @@ impl Lxcf {
         let root = &self.cfg.root;
         let mode = std::fs::metadata(root).map_err(error::io("stat", root))?.permissions().mode() & 0o7777;
         if mode != 0o700 {
-            tracing::warn!("{}: mode {mode:04o} made 0700", root.display());
+            tracing::info!("{}: mode {mode:04o} made 0700", root.display());
             std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(error::io("chmod", root))?;
         }
         Ok(())
@@ -263,11 +263,22 @@ impl Lxcf {
     /// the records of those still being made), the host's users and subordinate IDs.
     fn used_ids(&self, instances: &[Instance]) -> Result<Vec<ids::Range>> {
         let mut used = ids::host_ranges(Path::new("/etc"));
+        used.extend(ids::reserved());
         used.extend(instances.iter().filter_map(|i| i.meta.as_ref()?.ids).map(ids::range));
         for name in self.records()? {
             used.extend(self.recorded_ids(&name).map(ids::range));
         }
         Ok(used)
+    }
+
+    /// Takes a free range of host IDs for `name` under the host-wide lock, held from
+    /// here on by its root record (and the host-wide reservation naming it).
+    pub(crate) fn take_ids(&self, name: &str) -> Result<u32> {
+        let _host = lock::exclusive(Path::new(ids::HOST_LOCK))?;
+        let first = ids::allocate(&self.used_ids(&self.rt.list()?)?)?;
+        self.record_root_ids(name, Some(first))?;
+        ids::reserve(first, &self.record_path(name)).map_err(error::io("write", Path::new(ids::RESERVED)))?;
+        Ok(first)
     }
 
     /// A new container's metadata, from what `reserve` gave it.
@@ -318,17 +329,14 @@ impl Lxcf {
         }
         let instances = self.rt.list()?;
         // Before anything is made: a host that cannot map IDs, or has none left.
-        let ids = match privileged {
-            true => None,
-            false => {
-                crate::host::idmap::supported(&self.cfg.root)?;
-                Some(ids::allocate(&self.used_ids(&instances)?)?)
-            }
-        };
+        if !privileged {
+            crate::host::idmap::supported(&self.cfg.root)?;
+        }
         undo.intent(self.begin(name, intent)?);
-        // The record holds the range: it is taken from here on, for a concurrent
-        // sysgen too, before any domain has it.
-        self.record_root_ids(name, ids)?;
+        let ids = if privileged { None } else { Some(self.take_ids(name)?) };
+        if ids.is_none() {
+            self.record_root_ids(name, None)?;
+        }
         let net = &self.cfg.network;
         let ip = net::allocate(net.subnet, net.gateway, &self.used_ips(&instances, hosts)?)?;
         self.rt.ensure_network(net)?;

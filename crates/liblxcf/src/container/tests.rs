@@ -30,7 +30,9 @@ pub(crate) fn env() -> Env {
     let hosts = tmp.path().join("hosts");
     fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let text = format!(
-        "[Model]\nmodel=joint\n[Paths]\nroot={}\nsource={}\nhosts={}\n[Network]\nname=tnet\nsubnet=10.7.0.0/29\n",
+        // Privileged: the fake machine has no user namespaces (unprivileged
+        // containers are tested on real ones, tests/system/unprivileged.rs).
+        "[Model]\nmodel=joint\nprivileged=yes\n[Paths]\nroot={}\nsource={}\nhosts={}\n[Network]\nname=tnet\nsubnet=10.7.0.0/29\n",
         tmp.path().join("lxc").display(),
         src.display(),
         hosts.display()

@@ -107,27 +107,31 @@ fn privileged_only_on_request_and_converted_when_stopped() {
     assert_clean(&env, "unprivilege");
 }
 
-/// Made at the same moment, containers still get ranges that never meet.
+/// Made at the same moment, containers still get ranges that never meet: under
+/// one configuration, and under two with roots of their own (IDs are the host's).
 #[test]
 fn concurrent_containers_never_share_a_range() {
     let Some(env) = Env::new() else { return };
-    let names: Vec<String> = (0..3).map(|i| env.name(&format!("r{i}"))).collect();
+    let Some(other) = Env::new() else { return };
+    let names: Vec<(String, &Env)> =
+        vec![(env.name("r0"), &env), (env.name("r1"), &env), (other.name("r2"), &other), (other.name("r3"), &other)];
     let workers: Vec<_> = names
         .iter()
-        .map(|n| {
-            let (config, n) = (env.config.clone(), n.clone());
+        .map(|(n, e)| {
+            let (config, n) = (e.config.clone(), n.clone());
             std::thread::spawn(move || run(Command::new(LXCF).env("LXCF_CONFIG", &config).args(["sysgen", &n])).ok("sysgen"))
         })
         .collect();
     for w in workers {
         w.join().unwrap();
     }
-    let mut firsts: Vec<u64> = names.iter().map(|n| first_id(&env, n).unwrap()).collect();
+    let mut firsts: Vec<u64> = names.iter().map(|(n, e)| first_id(e, n).unwrap()).collect();
     firsts.sort();
     for w in firsts.windows(2) {
         assert!(w[1] >= w[0] + 65536, "ranges meet: {firsts:?}");
     }
-    assert_clean(&env, "three at once");
+    assert_clean(&env, "four at once");
+    assert_clean(&other, "four at once");
 }
 
 #[test]
