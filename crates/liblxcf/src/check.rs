@@ -158,7 +158,8 @@ impl Lxcf {
             instances.iter().filter_map(|i| Some((&i.name, crate::container::ids::range(i.meta.as_ref()?.ids?)))).collect();
         for (k, (a, ra)) in ranged.iter().enumerate() {
             for (b, rb) in &ranged[k + 1..] {
-                if ra.0 < rb.1 && rb.0 < ra.1 {
+                // IDs are the host's: a container of another root counts, when it meets one of ours.
+                if ra.0 < rb.1 && rb.0 < ra.1 && (ours.contains_key(*a) || ours.contains_key(*b)) {
                     add(
                         "ids-twice",
                         &format!("{a},{b}"),

@@ -194,12 +194,13 @@ fn separate_roots_killed_while_built_by_copy_and_by_snapshot() {
 
 /// Erase removes the root and nothing else, whatever the container put in it or
 /// someone mounted there: immutable and append-only files (chattr, which root in a
-/// container may use), a host directory bind-mounted into the stopped root.
+/// privileged container may use; an unprivileged one lacks linux_immutable), a
+/// host directory bind-mounted into the stopped root.
 #[test]
 fn erase_leaves_the_host_alone_whatever_the_root_holds() {
     let Some(env) = Env::new() else { return };
     let h = env.name("h");
-    env.lxcf(&["sysgen", &h]).ok("sysgen");
+    env.lxcf(&["sysgen", "--privileged", &h]).ok("sysgen");
     env.assert_running(&h);
     env.exec(
         &h,

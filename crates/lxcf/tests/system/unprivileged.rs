@@ -57,6 +57,8 @@ fn root_in_a_joint_container_owns_nothing_of_the_host() {
     assert_ne!(env.exec(&c, &["/bin/mknod", "/tmp/lxcf-disk", "b", "8", "0"]).code, 0, "mknod of a disk");
     assert_ne!(env.exec(&c, &["/bin/date", "-s", "@0"]).code, 0, "setting the clock");
     assert_ne!(env.exec(&c, &["/bin/sh", "-c", "echo 0 > /proc/sys/kernel/sysrq"]).code, 0, "a host sysctl");
+    let o = env.exec(&c, &["/bin/sh", "-c", "touch /etc/lxcf-i && chattr +i /etc/lxcf-i"]);
+    assert_ne!(o.code, 0, "an immutable file, which erase would have to undo");
     let by_handle = env.exec(&c, &["/usr/bin/python3", "-c", BY_HANDLE]).ok("python3").stdout;
     assert_eq!(by_handle.trim(), "1", "open_by_handle_at: EPERM expected");
     let init = init_pid(&c);
