@@ -381,10 +381,12 @@ impl Lxcf {
     /// the runtime does not know. A leftover cgroup is harmless (the container reuses
     /// it), so that failure is only reported.
     pub(crate) fn undefine(&self, name: &str) -> Result<()> {
-        self.rt.undefine(name)?;
+        // Before the definition goes: `lxcf check` (of any root) never sees these
+        // cgroups without their container.
         if let Err(e) = self.host.remove_cgroups(name) {
             tracing::warn!("{name}: {}", error::chain(&e));
         }
+        self.rt.undefine(name)?;
         Ok(())
     }
 

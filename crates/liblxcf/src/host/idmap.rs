@@ -39,8 +39,15 @@ pub fn userns(base: u32, count: u32) -> Result<OwnedFd, HostError> {
     if pid == 0 {
         // SAFETY: as above; the child leaves through _exit.
         unsafe {
-            // Its copy of the write end would keep the read below from ever ending.
-            libc::close(done_w.as_raw_fd());
+            // Only its two pipe ends stay open: the copy of the other write end would
+            // keep the read below from ever ending, and inherited descriptors (a lock
+            // file's) would keep their flock held while it lives.
+            let (a, b) = (ready_w.as_raw_fd().min(done_r.as_raw_fd()) as u32, ready_w.as_raw_fd().max(done_r.as_raw_fd()) as u32);
+            for (lo, hi) in [(3, a.saturating_sub(1)), (a + 1, b - 1), (b + 1, u32::MAX)] {
+                if lo <= hi {
+                    libc::syscall(libc::SYS_close_range, lo, hi, 0);
+                }
+            }
             let ok = libc::unshare(libc::CLONE_NEWUSER) == 0;
             let _ = libc::write(ready_w.as_raw_fd(), [ok as u8].as_ptr().cast(), 1);
             let mut b = [0u8; 1];
