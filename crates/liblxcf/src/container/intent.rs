@@ -130,12 +130,6 @@ impl Lxcf {
         write_durably(&self.record_path(name), ids.map(|b| format!("ids={b}\n")).unwrap_or_default().as_bytes())
     }
 
-    /// The first host ID recorded for `name`, if any.
-    pub(crate) fn recorded_ids(&self, name: &str) -> Option<u32> {
-        let text = std::fs::read_to_string(self.record_path(name)).ok()?;
-        text.lines().find_map(|l| l.strip_prefix("ids=")).and_then(|b| b.trim().parse().ok())
-    }
-
     /// Whether lxcf recorded `ROOT/name` as its own.
     pub(crate) fn recorded(&self, name: &str) -> bool {
         self.record_path(name).exists()

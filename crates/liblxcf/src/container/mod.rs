@@ -260,22 +260,20 @@ impl Lxcf {
     }
 
     /// The host IDs that are taken: every container's range (by its domain, and by
-    /// the records of those still being made), the host's users and subordinate IDs.
-    fn used_ids(&self, instances: &[Instance]) -> Result<Vec<ids::Range>> {
+    /// the host-wide reservations of those still being made, whatever their root),
+    /// the host's users and subordinate IDs.
+    fn used_ids(&self, instances: &[Instance]) -> Vec<ids::Range> {
         let mut used = ids::host_ranges(Path::new("/etc"));
         used.extend(ids::reserved());
         used.extend(instances.iter().filter_map(|i| i.meta.as_ref()?.ids).map(ids::range));
-        for name in self.records()? {
-            used.extend(self.recorded_ids(&name).map(ids::range));
-        }
-        Ok(used)
+        used
     }
 
     /// Takes a free range of host IDs for `name` under the host-wide lock, held from
     /// here on by its root record (and the host-wide reservation naming it).
     pub(crate) fn take_ids(&self, name: &str) -> Result<u32> {
         let _host = lock::exclusive(Path::new(ids::HOST_LOCK))?;
-        let first = ids::allocate(&self.used_ids(&self.rt.list()?)?)?;
+        let first = ids::allocate(&self.used_ids(&self.rt.list()?))?;
         self.record_root_ids(name, Some(first))?;
         ids::reserve(first, &self.record_path(name)).map_err(error::io("write", Path::new(ids::RESERVED)))?;
         Ok(first)
@@ -333,10 +331,13 @@ impl Lxcf {
             crate::host::idmap::supported(&self.cfg.root)?;
         }
         undo.intent(self.begin(name, intent)?);
-        let ids = if privileged { None } else { Some(self.take_ids(name)?) };
-        if ids.is_none() {
-            self.record_root_ids(name, None)?;
-        }
+        let ids = match privileged {
+            true => {
+                self.record_root_ids(name, None)?;
+                None
+            }
+            false => Some(self.take_ids(name)?),
+        };
         let net = &self.cfg.network;
         let ip = net::allocate(net.subnet, net.gateway, &self.used_ips(&instances, hosts)?)?;
         self.rt.ensure_network(net)?;

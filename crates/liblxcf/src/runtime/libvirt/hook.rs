@@ -17,11 +17,10 @@ pub type IdMount = (PathBuf, PathBuf, bool);
 /// The first host ID of `name`'s domain and the ID-mapped mounts it needs.
 pub fn mounts_of(name: &str, domain_xml: &str) -> Result<(u32, Vec<IdMount>)> {
     let bad = |what: &str| Error::Runtime(crate::runtime::RuntimeError::Op { op: "prepare", object: name.into(), msg: what.into() });
-    let meta = xml::parse_meta(domain_xml).ok_or_else(|| bad("no lxcf metadata in its definition"))?;
-    let base = meta.ids.ok_or_else(|| bad("it has no range of host IDs"))?;
     let spec = xml::parse_spec(domain_xml).map_err(|e| bad(&e.to_string()))?;
+    let base = spec.meta.ids.ok_or_else(|| bad("it has no range of host IDs"))?;
     let dir = Path::new(xml::IDMAP_DIR).join(name);
-    let mut out = vec![(meta.root.clone(), dir.join("root"), false)];
+    let mut out = vec![(spec.meta.root.clone(), dir.join("root"), false)];
     for m in &spec.mounts {
         out.push((m.source.clone(), dir.join("host").join(m.source.strip_prefix("/").unwrap_or(&m.source)), m.readonly));
     }

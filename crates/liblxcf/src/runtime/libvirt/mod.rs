@@ -176,12 +176,10 @@ impl Runtime for Libvirt {
         let all = self.conn.list_all_domains(0).map_err(op("list", "domains"))?;
         let mut out = Vec::with_capacity(all.len());
         for d in &all {
-            let name = d.name().map_err(op("read name of", "domain"))?;
-            if self.cleared_if_stale(d, &name)? {
-                continue;
-            }
             match self.describe(d) {
                 Ok(x) => out.push(x),
+                // A stale transient domain of lxcf's fails there (its metadata): removed.
+                Err(RuntimeError::Op { .. }) if self.cleared_if_stale(d, &d.name().map_err(op("read name of", "domain"))?)? => {}
                 // Undefined between the listing and now: it no longer exists.
                 Err(RuntimeError::Op { .. }) if d.is_persistent().is_err() => {}
                 Err(e) => return Err(e),

@@ -236,16 +236,18 @@ pub fn derive(native: &str, s: &Spec) -> Result<String> {
         edits.push((os.range().end..os.range().end, format!("\n{}", features_xml(&s.dropped_caps).trim_end())));
     }
     let devices = child(dom, "devices").ok_or(XmlError::Missing("<devices>"))?;
-    let mut root = None;
+    let mut has_root = false;
     for f in devices.children().filter(|f| f.has_tag_name("filesystem")) {
         let is_root = child(f, "target").and_then(|t| t.attribute("dir")) == Some("/");
         let Some(src) = child(f, "source").filter(|n| n.attribute("dir").is_some()) else { continue };
         let r = attr_range(src, "dir").ok_or(XmlError::Missing("filesystem source"))?;
         let real = if is_root { s.meta.root.clone() } else { real_source(src.attribute("dir").unwrap_or_default()) };
         edits.push((r, path_str(&fs_source(&s.name, s.meta.ids, &real, is_root))));
-        root = root.or(is_root.then_some(()));
+        has_root |= is_root;
     }
-    root.ok_or(XmlError::Missing("root filesystem"))?;
+    if !has_root {
+        return Err(XmlError::Missing("root filesystem"));
+    }
     for (i, want) in devices.children().filter(|n| n.has_tag_name("interface")).zip(&s.interfaces) {
         if let Some(r) = child(i, "source").and_then(|s| attr_range(s, "network")) {
             edits.push((r, esc(&want.network)));
