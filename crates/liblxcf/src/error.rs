@@ -146,6 +146,10 @@ impl From<crate::rootfs::scoped::ScopedError> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How to give containers lxcfs's view when lxcfs was not running.
+pub const LXCFS_HINT: &str =
+    "start lxcfs (`scripts/start-lxcfs`, or `systemctl start lxcfs`), then `lxcf lxcfs` binds its files into running containers";
+
 impl Error {
     pub fn kind(&self) -> Kind {
         match self {
@@ -187,6 +191,7 @@ impl Error {
             Error::NotOurs { .. } => "remove it yourself if it is not needed".into(),
             Error::UpdatePending(_) => "`lxcf check` tells why it cannot be finished; fix that, then run any lxcf command".into(),
             Error::Ids(_) => "erase containers you no longer need, or make it `--privileged` (see the README)".into(),
+            Error::Host(HostError::LxcfsDown) => LXCFS_HINT.into(),
             Error::Host(HostError::NoUserns | HostError::NoIdmap { .. }) => {
                 "this kernel or file system cannot run unprivileged containers; make it `--privileged` (see the README)".into()
             }

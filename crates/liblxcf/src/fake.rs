@@ -23,6 +23,16 @@ pub struct Container {
     pub autostart: bool,
     /// What the running container has.
     pub live: Settings,
+    /// The lxcfs (its generation) whose files the running container reads.
+    pub lxcfs: Option<u32>,
+}
+
+impl Container {
+    /// Its namespaces are gone, and lxcfs's files with them.
+    fn stopped(&mut self) {
+        self.state = State::Stopped;
+        self.lxcfs = None;
+    }
 }
 
 #[derive(Default)]
@@ -42,6 +52,8 @@ pub struct Machine {
     pub busy_ns: u64,
     /// The most containers the host's limits allow to run at once.
     pub limit: Option<u64>,
+    /// The running lxcfs (a generation: restarting it makes a new one).
+    pub lxcfs: Option<u32>,
 }
 
 #[derive(Default)]
@@ -148,7 +160,7 @@ impl Runtime for Fake {
         if s.containers.contains_key(&spec.name) || s.foreign.contains(&spec.name) {
             return Err(RuntimeError::Op { op: "define", object: spec.name.clone(), msg: "domain already exists".into() });
         }
-        let c = Container { spec: spec.clone(), state: State::Stopped, autostart: false, live: Settings::default() };
+        let c = Container { spec: spec.clone(), state: State::Stopped, autostart: false, live: Settings::default(), lxcfs: None };
         s.containers.insert(spec.name.clone(), c);
         Ok(())
     }
@@ -169,12 +181,12 @@ impl Runtime for Fake {
 
     fn shutdown(&self, name: &str, _timeout: Duration) -> Result<(), RuntimeError> {
         self.check("shut down", name)?;
-        self.with(name, |c| c.state = State::Stopped)
+        self.with(name, Container::stopped)
     }
 
     fn destroy(&self, name: &str) -> Result<(), RuntimeError> {
         self.check("stop", name)?;
-        self.with(name, |c| c.state = State::Stopped)
+        self.with(name, Container::stopped)
     }
 
     fn set_autostart(&self, name: &str, on: bool) -> Result<(), RuntimeError> {
@@ -317,7 +329,13 @@ impl Host for Fake {
     fn kill(&self, live: &Live) -> Result<bool, HostError> {
         let Some(name) = self.by_monitor(live.monitor) else { return Ok(false) };
         self.state().calls.push((name.clone(), "kill", true));
-        Ok(self.with(&name, |c| std::mem::replace(&mut c.state, State::Stopped).is_active()).unwrap_or(false))
+        Ok(self
+            .with(&name, |c| {
+                let was = c.state.is_active();
+                c.stopped();
+                was
+            })
+            .unwrap_or(false))
     }
 
     fn unmount_below(&self, _dir: &Path) -> Result<usize, HostError> {
@@ -330,5 +348,26 @@ impl Host for Fake {
 
     fn cgroup_names(&self) -> Result<BTreeSet<String>, HostError> {
         Ok(BTreeSet::new())
+    }
+
+    fn lxcfs_view(&self, live: &Live) -> Result<crate::host::lxcfs::View, HostError> {
+        use crate::host::lxcfs::View;
+        let name = self.by_monitor(live.monitor).ok_or(HostError::NoInit(live.monitor))?;
+        let up = self.state().lxcfs;
+        Ok(self
+            .with(&name, |c| match c.lxcfs {
+                None => View::Off,
+                Some(g) if Some(g) == up => View::On,
+                Some(_) => View::Stale,
+            })
+            .unwrap_or(View::Off))
+    }
+
+    fn lxcfs_bind(&self, live: &Live) -> Result<usize, HostError> {
+        let name = self.by_monitor(live.monitor).ok_or(HostError::NoInit(live.monitor))?;
+        let up = self.state().lxcfs.ok_or(HostError::LxcfsDown)?;
+        self.state().calls.push((name.clone(), "lxcfs", true));
+        self.with(&name, |c| c.lxcfs = Some(up));
+        Ok(crate::host::lxcfs::FILES.len())
     }
 }

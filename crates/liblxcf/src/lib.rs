@@ -46,6 +46,13 @@ pub fn hook_prepare(name: &str, definition: &str) -> Result<()> {
     runtime::libvirt::hook::prepare(name, definition)
 }
 
+/// `lxcf hook-started NAME INIT`: what the libvirt hook asks once a container's init
+/// runs: lxcfs's files bound into its mount namespace. Needs no configuration and
+/// never calls libvirt. `Err(HostError::LxcfsDown)` when lxcfs is not running.
+pub fn hook_started(init: u32) -> Result<usize> {
+    Ok(host::lxcfs::bind(std::path::Path::new("/proc"), std::path::Path::new(host::lxcfs::DIR), init)?)
+}
+
 use host::Host;
 use maint::update::{Recovered, Runner};
 use rootfs::copy::Progress;
@@ -65,6 +72,8 @@ pub trait Reporter: Send + Sync {
     fn copying(&self, _what: &str, _counters: Arc<Progress>) -> Box<dyn std::any::Any> {
         Box::new(())
     }
+    /// Something the user should know that did not stop the command. One line.
+    fn warn(&self, _what: &str) {}
 }
 
 struct Silent;

@@ -86,6 +86,8 @@ enum Command {
     Deploy(cmd::deploy::Args),
     /// Give a stopped privileged container a user namespace of its own.
     Unprivilege(cmd::unprivilege::Args),
+    /// Bind lxcfs's files into running containers (after lxcfs was down or restarted).
+    Lxcfs(cmd::lxcfs::Args),
     /// Run a command inside a running container: lxcf exec NAME -- CMD [ARG]...
     Exec(cmd::exec::Args),
     /// Attach to a running container's console (leave with Ctrl-]).
@@ -99,6 +101,10 @@ enum Command {
     /// on stdin): mounts its trees with its owners mapped.
     #[command(hide = true, name = "hook-prepare")]
     HookPrepare { name: String },
+    /// Run by lxcf's libvirt hook once a container's init runs: binds lxcfs's files
+    /// into it (a warning, not a failure, when lxcfs is not running).
+    #[command(hide = true, name = "hook-started")]
+    HookStarted { name: String, init: u32 },
 }
 
 fn main() -> ExitCode {
@@ -169,6 +175,14 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         })?;
         return liblxcf::hook_prepare(name, &xml).map(|()| 0).map_err(Into::into);
     }
+    if let Command::HookStarted { name, init } = &command {
+        // libvirt logs what a hook prints; the container starts either way, and
+        // `lxcf show` tells that it has no view.
+        if let Err(e) = liblxcf::hook_started(*init) {
+            eprintln!("lxcf hook: {name}: no lxcfs view: {e}");
+        }
+        return Ok(0);
+    }
     let ctx = cmd::Ctx { cfg: liblxcf::Config::load(config)? };
     let ctx = &ctx;
     let done = match command {
@@ -195,9 +209,12 @@ fn run(config: &std::path::Path, command: Command) -> Result<u8, exit::Failure> 
         Command::Update(a) => cmd::update::run(ctx, a),
         Command::Deploy(a) => cmd::deploy::run(ctx, a),
         Command::Unprivilege(a) => cmd::unprivilege::run(ctx, a),
+        Command::Lxcfs(a) => cmd::lxcfs::run(ctx, a),
         Command::Exec(a) => return cmd::exec::run(ctx, a),
         Command::Console(a) => return cmd::console::run(ctx, a),
-        Command::Completions(_) | Command::Manpages(_) | Command::HookPrepare { .. } => unreachable!("handled above"),
+        Command::Completions(_) | Command::Manpages(_) | Command::HookPrepare { .. } | Command::HookStarted { .. } => {
+            unreachable!("handled above")
+        }
     };
     done.map(|()| 0)
 }

@@ -117,6 +117,10 @@ impl liblxcf::Reporter for Terminal {
         eprintln!("lxcf: {what}");
     }
 
+    fn warn(&self, what: &str) {
+        eprintln!("lxcf: warning: {what}");
+    }
+
     fn deploy_finished(&self, d: &liblxcf::maint::deploy::Deployed) {
         crate::cmd::deploy::print_finished(d);
     }

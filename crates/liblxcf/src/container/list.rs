@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::{Container, Hold};
 use crate::error::Result;
+use crate::host::lxcfs::View;
 use crate::runtime::Usage;
 use crate::Lxcf;
 
@@ -24,6 +25,8 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 pub struct Status {
     pub container: Container,
     pub live: Option<Live>,
+    /// Whether it reads lxcfs's files; `None` when it is not running.
+    pub lxcfs: Option<View>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +73,8 @@ impl Lxcf {
                     }
                     _ => None,
                 };
-                Status { container: c, live }
+                let lxcfs = if c.state.is_active() { self.view_of(&c.name).ok().flatten() } else { None };
+                Status { container: c, live, lxcfs }
             })
             .collect())
     }

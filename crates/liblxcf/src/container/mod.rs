@@ -12,6 +12,7 @@ pub mod intent;
 pub mod lifecycle;
 pub mod list;
 pub mod tune;
+pub mod view;
 
 mod clone;
 pub mod ids;
@@ -392,9 +393,10 @@ impl Lxcf {
     }
 
     /// Sets, on a container that has just started, what the runtime does not set at
-    /// start by itself: the network rates. (lxcf's libvirt hook does the same for
-    /// starts lxcf does not make.)
+    /// start by itself: lxcfs's view (warned about, never fatal) and the network
+    /// rates. (lxcf's libvirt hook does the same for starts lxcf does not make.)
     pub(crate) fn reapply(&self, name: &str) -> Result<()> {
+        self.view_after_start(name);
         let r = self.rt.spec(name)?.resources;
         if r.net_in.is_none() && r.net_out.is_none() {
             return Ok(());

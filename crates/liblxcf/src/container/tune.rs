@@ -12,6 +12,7 @@ use super::intent::Intent;
 use super::{Hold, State, Undo};
 use crate::error::Result;
 use crate::fault::crash_point;
+use crate::host::lxcfs::View;
 use crate::name::Name;
 use crate::resources::{self, fmt_size, CpuQuota, Request, Setting, Settings, Throttle};
 use crate::rootfs::storage::{self, Backend};
@@ -155,6 +156,8 @@ pub struct Report {
     pub ids: Option<u32>,
     /// Capabilities root inside lacks beyond the runtime's own drops.
     pub dropped_caps: Vec<String>,
+    /// Whether it reads lxcfs's files; `None` when it is not running.
+    pub lxcfs: Option<View>,
     pub rows: Vec<Row>,
 }
 
@@ -169,10 +172,13 @@ impl Lxcf {
         let (d, meta) = self.lxcf_instance(name)?;
         let spec = self.rt.spec(name)?;
         let (conf, dropped_caps) = (spec.resources, spec.dropped_caps);
-        let eff = match self.rt.live(name)? {
-            Some(l) => Some(self.host.effective(&l)?),
+        let live = self.rt.live(name)?;
+        let eff = match &live {
+            Some(l) => Some(self.host.effective(l)?),
             None => None,
         };
+        // Reading it fails only as the container stops: then it has no view.
+        let lxcfs = live.as_ref().and_then(|l| self.host.lxcfs_view(l).ok());
         let cpus = self.host.cpus()?.len() as u64;
         let k = eff.as_ref().map(|e| &e.kernel);
         let percent = |q: Option<CpuQuota>| q.map_or(Value::Unlimited, |q| Value::Percent(q.percent(cpus)));
@@ -240,6 +246,7 @@ impl Lxcf {
             storage,
             ids: meta.ids,
             dropped_caps,
+            lxcfs,
             rows,
         })
     }

@@ -17,6 +17,7 @@ pub mod blockdev;
 pub mod cgroup;
 pub mod idmap;
 pub mod limits;
+pub mod lxcfs;
 pub mod netshape;
 
 use cgroup::{CgroupError, Cgroups, Kernel, Version};
@@ -40,6 +41,8 @@ pub enum HostError {
     NoUserns,
     #[error("the file system of {} cannot be mounted with mapped owners (idmapped mounts)", path.display())]
     NoIdmap { path: PathBuf },
+    #[error("lxcfs is not running (nothing live is mounted at {})", lxcfs::DIR)]
+    LxcfsDown,
 }
 
 /// The limits in effect on a running container, read back from the kernel.
@@ -87,6 +90,10 @@ pub trait Host: Send + Sync {
     fn mounts_below(&self, dir: &Path) -> Result<Vec<PathBuf>, HostError>;
     /// The names that have `/lxcf/NAME` cgroups in some hierarchy.
     fn cgroup_names(&self) -> Result<std::collections::BTreeSet<String>, HostError>;
+    /// Whether the running container reads lxcfs's files (see [`lxcfs`]).
+    fn lxcfs_view(&self, live: &Live) -> Result<lxcfs::View, HostError>;
+    /// Binds lxcfs's files into the running container, replacing stale ones; how many.
+    fn lxcfs_bind(&self, live: &Live) -> Result<usize, HostError>;
 }
 
 /// The machine lxcf runs on.
@@ -95,11 +102,19 @@ pub struct System {
     pub sys: PathBuf,
     pub dev: PathBuf,
     pub cgroups: Cgroups,
+    /// Where lxcfs is mounted.
+    pub lxcfs: PathBuf,
 }
 
 impl Default for System {
     fn default() -> System {
-        System { proc: "/proc".into(), sys: "/sys".into(), dev: "/dev".into(), cgroups: Cgroups::detect(Path::new("/sys/fs/cgroup")) }
+        System {
+            proc: "/proc".into(),
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+            cgroups: Cgroups::detect(Path::new("/sys/fs/cgroup")),
+            lxcfs: lxcfs::DIR.into(),
+        }
     }
 }
 
@@ -240,6 +255,20 @@ impl Host for System {
             }
         }
         Ok(points.len())
+    }
+
+    fn lxcfs_view(&self, live: &Live) -> Result<lxcfs::View, HostError> {
+        let init = self.init_of(live.monitor)?.ok_or(HostError::NoInit(live.monitor))?;
+        let mi = self.proc.join(init.to_string()).join("mountinfo");
+        let table = std::fs::read_to_string(&mi).map_err(error::io("read", &mi))?;
+        let dev = lxcfs::live_device(&self.lxcfs);
+        let offered = if dev.is_some() { lxcfs::offered(&self.lxcfs) } else { lxcfs::FILES.to_vec() };
+        Ok(lxcfs::view(&table, dev.as_deref(), &offered))
+    }
+
+    fn lxcfs_bind(&self, live: &Live) -> Result<usize, HostError> {
+        let init = self.init_of(live.monitor)?.ok_or(HostError::NoInit(live.monitor))?;
+        lxcfs::bind(&self.proc, &self.lxcfs, init)
     }
 }
 

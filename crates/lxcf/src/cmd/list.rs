@@ -30,6 +30,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
                     "cpu_percent": s.live.map(|l| (l.cpu_percent * 10.0).round() / 10.0),
                     "cpu_time_ns": s.live.map(|l| l.cpu_ns),
                     "memory_bytes": s.live.map(|l| l.memory_bytes),
+                    "lxcfs": s.lxcfs.map(|v| v.as_str()),
                 })
             })
             .collect();

@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod erase;
 pub mod exec;
 pub mod list;
+pub mod lxcfs;
 pub mod show;
 pub mod start;
 pub mod stop;

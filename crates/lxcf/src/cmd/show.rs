@@ -1,6 +1,8 @@
 //! `lxcf show NAME [--json]`: every resource setting, as configured and as in effect,
 //! and where the container's root is and how it is stored.
 
+use liblxcf::host::lxcfs::View;
+
 use super::Ctx;
 use crate::exit::Failure;
 
@@ -38,6 +40,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
             "privileged": r.ids.is_none(),
             "ids": r.ids.map(|b| serde_json::json!({"first": b, "count": liblxcf::IDS_PER_CONTAINER})),
             "dropped_capabilities": r.dropped_caps,
+            "lxcfs": r.lxcfs.map(|v| v.as_str()),
             "settings": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("plain values"));
@@ -54,6 +57,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<(), Failure> {
     }
     if !r.dropped_caps.is_empty() {
         println!("capabilities dropped (beyond libvirt's): {}", r.dropped_caps.join(" "));
+    }
+    match r.lxcfs {
+        Some(View::On) => println!("lxcfs: on (its /proc and /sys/devices/system/cpu files show its own limits)"),
+        Some(View::Stale) => println!("lxcfs: stale (lxcfs restarted; `lxcf lxcfs {}` binds it again)", r.name),
+        Some(View::Off) => println!("lxcfs: off (the host's /proc files; {})", liblxcf::error::LXCFS_HINT),
+        None => {}
     }
     let cells: Vec<[String; 4]> = r
         .rows
