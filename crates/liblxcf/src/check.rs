@@ -36,7 +36,7 @@ use crate::Lxcf;
 pub struct Finding {
     /// Which invariant: `root-missing`, `orphan-root`, `partial`, `intent`, `update`,
     /// `hosts-missing`, `hosts-stale`, `ip-twice`, `mac-twice`, `ids-twice`, `transient`,
-    /// `cgroup`, `mount`, `record`.
+    /// `cgroup`, `mount`, `record`, `lxcfs-view`.
     pub check: &'static str,
     pub name: String,
     pub detail: String,
@@ -124,6 +124,9 @@ impl Lxcf {
                     Some(format!("`virsh destroy {name}`")),
                 );
                 continue;
+            }
+            if i.state.is_active() {
+                self.check_view(name, repair, &mut add);
             }
             if let Ok(spec) = self.rt.spec(name) {
                 for mac in spec.interfaces.into_iter().filter_map(|i| i.mac) {
@@ -249,6 +252,21 @@ impl Lxcf {
             add("mount", &name, format!("something is mounted below {} while it does not run", dir.display()), fixed, None);
         }
         Ok(r)
+    }
+
+    /// A running container reads lxcfs's files when lxcfs runs, and never a gone
+    /// lxcfs's (those fail with ENOTCONN). Repaired by binding them again.
+    fn check_view(&self, name: &str, repair: bool, add: &mut impl FnMut(&'static str, &str, String, bool, Option<String>)) {
+        use crate::host::lxcfs::View;
+        let Ok(Some(live)) = self.rt.live(name) else { return };
+        let up = self.host.lxcfs_up();
+        let detail = match self.host.lxcfs_view(&live) {
+            Ok(View::Stale) => "its /proc files are those of an lxcfs that is gone (they fail: Transport endpoint is not connected)",
+            Ok(View::Off) if up => "it runs without lxcfs's view of its own machine although lxcfs runs",
+            _ => return,
+        };
+        let fixed = repair && up && self.host.lxcfs_bind(&live).is_ok();
+        add("lxcfs-view", name, detail.into(), fixed, Some(crate::error::LXCFS_HINT.into()));
     }
 
     fn with_global_lock(&self, f: impl FnOnce() -> Result<()>) -> Result<()> {

@@ -350,6 +350,10 @@ impl Host for Fake {
         Ok(BTreeSet::new())
     }
 
+    fn lxcfs_up(&self) -> bool {
+        self.state().lxcfs.is_some()
+    }
+
     fn lxcfs_view(&self, live: &Live) -> Result<crate::host::lxcfs::View, HostError> {
         use crate::host::lxcfs::View;
         let name = self.by_monitor(live.monitor).ok_or(HostError::NoInit(live.monitor))?;
@@ -367,7 +371,7 @@ impl Host for Fake {
         let name = self.by_monitor(live.monitor).ok_or(HostError::NoInit(live.monitor))?;
         let up = self.state().lxcfs.ok_or(HostError::LxcfsDown)?;
         self.state().calls.push((name.clone(), "lxcfs", true));
-        self.with(&name, |c| c.lxcfs = Some(up));
+        self.with(&name, |c| c.lxcfs = Some(up)).map_err(|_| HostError::NoInit(live.monitor))?;
         Ok(crate::host::lxcfs::FILES.len())
     }
 }

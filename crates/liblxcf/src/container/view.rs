@@ -96,6 +96,13 @@ mod tests {
         // lxcfs restarted: the container's files are the old one's until rebound.
         e.fake.state().lxcfs = Some(2);
         assert_eq!(e.lx.view_of("v1").unwrap(), Some(View::Stale));
+        // `lxcf check` finds it, and --repair binds it again.
+        let found: Vec<_> = e.lx.check(false).unwrap().findings.into_iter().map(|f| (f.check, f.name, f.repaired)).collect();
+        assert_eq!(found, [("lxcfs-view", "v1".to_string(), false)]);
+        assert!(e.lx.check(true).unwrap().findings.iter().all(|f| f.repaired));
+        assert_eq!(e.lx.view_of("v1").unwrap(), Some(View::On));
+        assert!(e.lx.check(false).unwrap().findings.is_empty());
+        e.fake.state().lxcfs = Some(3);
         let r = e.lx.lxcfs(&[]).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(*r[0].1.as_ref().unwrap(), View::Stale);
@@ -111,6 +118,8 @@ mod tests {
         let e = env();
         e.sysgen("v2").unwrap();
         assert_eq!(e.lx.view_of("v2").unwrap(), Some(View::Off));
+        // No lxcfs on this host: not a finding.
+        assert!(e.lx.check(false).unwrap().findings.is_empty());
         let err = e.lx.lxcfs(&[]).unwrap_err();
         assert!(err.to_string().contains("lxcfs is not running"), "{err}");
         assert!(err.hint().unwrap().contains("lxcf lxcfs"));

@@ -67,7 +67,7 @@ pub fn live_device(dir: &Path) -> Option<String> {
     }
     // A dead FUSE mount still answers statfs on its mount point from the cache at
     // times; a file below it does not.
-    rustix::fs::stat(&dir.join("proc/meminfo")).ok()?;
+    rustix::fs::stat(dir.join("proc/meminfo")).ok()?;
     let st = rustix::fs::stat(dir).ok()?;
     Some(format!("{}:{}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
 }

@@ -90,6 +90,8 @@ pub trait Host: Send + Sync {
     fn mounts_below(&self, dir: &Path) -> Result<Vec<PathBuf>, HostError>;
     /// The names that have `/lxcf/NAME` cgroups in some hierarchy.
     fn cgroup_names(&self) -> Result<std::collections::BTreeSet<String>, HostError>;
+    /// Whether lxcfs runs (its files answer).
+    fn lxcfs_up(&self) -> bool;
     /// Whether the running container reads lxcfs's files (see [`lxcfs`]).
     fn lxcfs_view(&self, live: &Live) -> Result<lxcfs::View, HostError>;
     /// Binds lxcfs's files into the running container, replacing stale ones; how many.
@@ -255,6 +257,10 @@ impl Host for System {
             }
         }
         Ok(points.len())
+    }
+
+    fn lxcfs_up(&self) -> bool {
+        lxcfs::live_device(&self.lxcfs).is_some()
     }
 
     fn lxcfs_view(&self, live: &Live) -> Result<lxcfs::View, HostError> {

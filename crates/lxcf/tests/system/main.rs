@@ -18,6 +18,7 @@ mod faults;
 mod fleet;
 mod hosts;
 mod lifecycle;
+mod lxcfs;
 mod resources;
 mod separate;
 mod shell;
