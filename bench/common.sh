@@ -18,6 +18,22 @@ bench_config() {
 # Seconds since the epoch, with nanoseconds.
 now() { date +%s.%N; }
 
+# since_running NAME T0: waits until systemd in the running container NAME says
+# running (or degraded), as root inside; prints the seconds since T0.
+since_running() {
+    id=$(virsh -q -c lxc:/// domid "$1")
+    init=$(cut -d' ' -f1 "/proc/$id/task/$id/children")
+    while :; do
+        state=$(nsenter -t "$init" -a -S 0 -G 0 -- /bin/systemctl is-system-running 2>/dev/null || true)
+        case "$state" in running | degraded) break ;; esac
+        sleep 0.05
+    done
+    echo "$(now) - $2" | bc
+}
+
+# median: of the numbers on stdin, one per line.
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
 # btrfs_host: a btrfs image at $work/bt holding a host-like tree, the subvolume
 # $work/bt/host (a copy of the host's /usr /etc /var and the links beside them, not
 # timed), as on a host whose / is a btrfs subvolume (Fedora's default). Needs ~12

@@ -22,23 +22,12 @@ trap cleanup EXIT INT TERM
 . "$(dirname "$0")/common.sh"
 bench_config joint lxcfblx 10.214.12.0/24
 
-init_of() {
-    id=$(virsh -q -c lxc:/// domid "$1")
-    cut -d' ' -f1 "/proc/$id/task/$id/children"
-}
 # Seconds from `lxcf start` to systemd running (or degraded) inside.
 boot() {
     t0=$(now)
     "$lxcf" start "$1" >/dev/null 2>&1
-    init=$(init_of "$1")
-    while :; do
-        state=$(nsenter -t "$init" -a -S 0 -G 0 -- /bin/systemctl is-system-running 2>/dev/null || true)
-        case "$state" in running | degraded) break ;; esac
-        sleep 0.05
-    done
-    echo "$(now) - $t0" | bc
+    since_running "$1" "$t0"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 stop_lxcfs() {
     kill "$(cat /run/lxcfs.pid)"
     while [ -e /var/lib/lxcfs/proc/meminfo ]; do sleep 0.05; done

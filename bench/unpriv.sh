@@ -24,16 +24,8 @@ bench_config joint lxcfbunp 10.214.1.0/24
 boot() {
     t0=$(now)
     "$lxcf" sysgen $2 "$1" >/dev/null 2>&1
-    id=$(virsh -q -c lxc:/// domid "$1")
-    init=$(cut -d' ' -f1 "/proc/$id/task/$id/children")
-    while :; do
-        state=$(nsenter -t "$init" -a -S 0 -G 0 -- /bin/systemctl is-system-running 2>/dev/null || true)
-        case "$state" in running | degraded) break ;; esac
-        sleep 0.05
-    done
-    echo "$(now) - $t0" | bc
+    since_running "$1" "$t0"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 : >"$work/priv"
 : >"$work/unpriv"
