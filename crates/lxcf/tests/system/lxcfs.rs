@@ -140,11 +140,18 @@ impl Drop for Restart {
     }
 }
 
+/// Kills the lxcfs serving /var/lib/lxcfs (the one setup-host started) and waits
+/// until its files fail.
 fn kill_lxcfs() {
-    let pid: i32 = std::fs::read_to_string("/run/lxcfs.pid").expect("lxcfs's pidfile").trim().parse().unwrap();
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL).unwrap();
+    let pids = run(Command::new("pgrep").args(["-x", "-f", "(/usr/bin/)?lxcfs .*/var/lib/lxcfs"])).stdout;
+    let pids: Vec<i32> = pids.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert!(!pids.is_empty(), "no lxcfs process");
+    for pid in pids {
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL);
+    }
     let until = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < until {
+    while std::fs::metadata(Path::new(LXCFS).join("proc/meminfo")).is_ok() {
+        assert!(Instant::now() < until, "lxcfs still answers after SIGKILL");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
